@@ -61,6 +61,9 @@ class PointSpec(_Strict):
     #: (Victron GX serves system, VE.Bus and battery values on different ids).
     device_id: int | None = Field(default=None, ge=0, le=255)
     description: str = ""
+    #: What an emulator serves before its plant sets the point: identification
+    #: strings, scale factors, nameplate values, fixed SunSpec headers.
+    initial: float | int | str | None = None
 
     @model_validator(mode="after")
     def _check(self) -> PointSpec:
@@ -157,9 +160,17 @@ class CommandAndPowerControl(_Strict):
 
 
 class SunSpecStorageControl(_Strict):
-    """SunSpec model 124: charge/discharge rates in percent of WChaMax."""
+    """SunSpec model 124: charge/discharge rates in percent of WChaMax.
+
+    The point names default to those SunSpec discovery gives model 124.
+    """
 
     strategy: Literal["sunspec_storage"]
+    mode_point: str = "m124_StorCtl_Mod"
+    charge_rate_point: str = "m124_InWRte"
+    discharge_rate_point: str = "m124_OutWRte"
+    max_charge_point: str = "m124_WChaMax"
+    timeout_point: str | None = "m124_InOutWRte_RvrtTms"
 
 
 BatteryControl = Annotated[

@@ -1,0 +1,69 @@
+"""Battery: state of charge, power, limits, and the charge/discharge setpoint."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from drivers.devices.battery_control import BatteryControlStrategy, strategy_for
+from drivers.devices.capability import Capability, CapabilityMissing
+from drivers.maps import Role
+from drivers.readings import Reading
+
+
+@dataclass(frozen=True, slots=True)
+class BatteryState:
+    """What a battery reports (power positive when charging)."""
+
+    soc_pct: Reading | None
+    power_w: Reading | None
+    capacity_wh: Reading | None
+    max_charge_w: Reading | None
+    max_discharge_w: Reading | None
+
+
+class Battery(Capability):
+    """A battery controlled through its map's ``[control.battery]`` strategy.
+
+    The setpoint is a signed charge power (W); the strategy turns it into the
+    vendor's registers. Every write is range-checked by the map and read back.
+    """
+
+    required_roles = ((Role.BATTERY_SOC_PCT,),)
+
+    def __init__(self, client) -> None:
+        super().__init__(client)
+        control = client.map.spec.control.battery
+        self.strategy: BatteryControlStrategy | None = None if control is None else strategy_for(control)
+
+    def state(self) -> BatteryState:
+        """The values of the last poll."""
+        return BatteryState(
+            soc_pct=self.reading(Role.BATTERY_SOC_PCT),
+            power_w=self.reading(Role.BATTERY_POWER_W),
+            capacity_wh=self.reading(Role.BATTERY_CAPACITY_WH),
+            max_charge_w=self.reading(Role.BATTERY_MAX_CHARGE_W),
+            max_discharge_w=self.reading(Role.BATTERY_MAX_DISCHARGE_W),
+        )
+
+    @property
+    def controllable(self) -> bool:
+        """True when the map says how to command the battery."""
+        return self.strategy is not None
+
+    def _require_strategy(self) -> BatteryControlStrategy:
+        if self.strategy is None:
+            raise CapabilityMissing(f"{self.client.map.id} has no [control.battery]: the battery is read-only")
+        return self.strategy
+
+    async def set_charge_power(self, charge_w: float) -> None:
+        """Command ``charge_w`` (negative: discharge). Writes in the strategy's order."""
+        strategy = self._require_strategy()
+        state = {name: reading.value for name, reading in self.client.last_readings.items() if reading.usable}
+        for write in strategy.writes_for_setpoint(charge_w, state):
+            await self.client.write(write.point, write.value)
+
+    async def release(self) -> None:
+        """Return the battery to the device's own (autonomous) control."""
+        strategy = self._require_strategy()
+        for write in strategy.writes_for_autonomous():
+            await self.client.write(write.point, write.value)

@@ -1,0 +1,22 @@
+"""Shared fixtures: every test that needs a device talks to a real server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+
+async def wait_for(condition: Callable[[], bool | Awaitable[bool]], timeout_s: float = 5.0,
+                   interval_s: float = 0.01) -> None:
+    """Wait until ``condition()`` is true; fail the test after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = condition()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s} s")
+        await asyncio.sleep(interval_s)
