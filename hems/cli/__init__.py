@@ -24,7 +24,8 @@ _SUBCOMMAND_MODULES = (
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser with every available subcommand."""
-    parser = argparse.ArgumentParser(prog="hems", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="hems", description="Home energy management for prosumers in peer-to-peer energy communities.")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module_name in _SUBCOMMAND_MODULES:

@@ -1,0 +1,7 @@
+"""``python -m hems`` runs the ``hems`` command."""
+
+import sys
+
+from hems.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Wiring of one home: poll -> estimate -> forecast -> plan -> trade -> actuate."""
