@@ -19,6 +19,7 @@ _SUBCOMMAND_MODULES = (
     "hems.cli.scan",
     "hems.cli.read",
     "hems.cli.plan",
+    "hems.cli.demo",
 )
 
 

@@ -166,7 +166,9 @@ def test_importing_the_package_does_not_import_dsmr_parser():
 
 
 def test_missing_dsmr_parser_names_the_extra(monkeypatch):
-    for name in [m for m in sys.modules if m == "dsmr_parser" or m.startswith("dsmr_parser.")]:
-        monkeypatch.setitem(sys.modules, name, None)
+    names = {"dsmr_parser", "dsmr_parser.parsers", "dsmr_parser.exceptions", "dsmr_parser.telegram_specifications"}
+    names |= {m for m in sys.modules if m.startswith("dsmr_parser.")}
+    for name in names:
+        monkeypatch.setitem(sys.modules, name, None)  # None in sys.modules: import raises ModuleNotFoundError
     with pytest.raises(P1DependencyError, match=r"hems\[p1\]"):
         P1Reader("/dev/null", "5")
