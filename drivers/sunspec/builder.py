@@ -68,6 +68,8 @@ class RoleBinding:
     models: tuple[int, ...]
     point: str
     sign: Literal[1, -1] = 1
+    #: The binding applies only if one of these models is present too (empty: always).
+    requires_any: tuple[int, ...] = ()
 
 
 @functools.lru_cache(maxsize=4)
@@ -76,14 +78,15 @@ def load_role_bindings(path: Path = ROLES_PATH) -> tuple[RoleBinding, ...]:
     document = tomllib.loads(path.read_text(encoding="utf-8"))
     bindings = []
     for index, entry in enumerate(document.get("binding", [])):
-        unknown = set(entry) - {"role", "models", "point", "sign"}
+        unknown = set(entry) - {"role", "models", "point", "sign", "requires_any"}
         if unknown:
             raise ValueError(f"{path.name}: binding {index}: unknown keys {sorted(unknown)}")
         sign = int(entry.get("sign", 1))
         if sign not in (1, -1):
             raise ValueError(f"{path.name}: binding {index}: sign must be 1 or -1")
         bindings.append(RoleBinding(Role(entry["role"]), tuple(int(m) for m in entry["models"]), str(entry["point"]),
-                                    sign))  # type: ignore[arg-type]
+                                    sign,  # type: ignore[arg-type]
+                                    tuple(int(m) for m in entry.get("requires_any", ()))))
     return tuple(bindings)
 
 
@@ -157,10 +160,19 @@ def build_map(placements: Sequence[ModelPlacement], base_address: int, *, device
             max_block_registers=120, max_gap_registers=20, sunspec_sentinels=True,
         ),
         identify=IdentifySpec(point="SunS", equals="SunS"),
-        control=ControlSpec(battery=SunSpecStorageControl(strategy="sunspec_storage") if 124 in model_ids else None),
+        control=ControlSpec(battery=_storage_control(points) if 124 in model_ids else None),
         point=points,
     )
     return RegisterMap(spec, origin=f"sunspec:{device_id}@{base_address}")
+
+
+def _storage_control(points: Sequence[PointSpec]) -> SunSpecStorageControl | None:
+    # The control's default point names are those model_points gives the first
+    # 124; a device whose 124 is too short to hold them stays read-only.
+    control = SunSpecStorageControl(strategy="sunspec_storage")
+    names = {point.name for point in points}
+    needed = [value for field_name, value in control if field_name.endswith("_point") and value is not None]
+    return control if all(name in names for name in needed) else None
 
 
 def _assign_roles(points: list[PointSpec], prefix_of: Mapping[int, str],
@@ -170,6 +182,8 @@ def _assign_roles(points: list[PointSpec], prefix_of: Mapping[int, str],
     for binding in bindings:
         if binding.role in taken:
             continue  # an earlier binding already gave this role (precedence)
+        if binding.requires_any and not any(model_id in prefix_of for model_id in binding.requires_any):
+            continue
         for model_id in binding.models:
             prefix = prefix_of.get(model_id)
             point = by_name.get(f"{prefix}_{binding.point}") if prefix else None

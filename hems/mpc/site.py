@@ -186,11 +186,15 @@ class MpcSettings:
 
     step_s: int = 900
     horizon_steps: int = 96
-    slack_penalty_per_kwh: float = 10.0  # limits and reserve goals that cannot be met
-    regularisation: float = 1e-4  # currency per kW^2 h on device powers: keeps OSQP off pure LPs
+    # Limits and reserve goals that cannot be met; raised automatically to twice the highest
+    # price of the horizon so that a slack never pays.
+    slack_penalty_per_kwh: float = 2.0
+    # Currency per kW^2 h on device powers: models current-dependent losses and keeps OSQP off
+    # pure LPs (below ~0.01 OSQP needs several times more iterations).
+    regularisation: float = 0.01
     throughput_tie_break_per_kwh: float = 1e-3  # strict preference for no charge/discharge overlap
     time_budget_s: float = 1.0
-    osqp_eps: float = 1e-4
+    osqp_eps: float = 3e-4
     market_enabled: bool = False
 
     def validate(self, prefix: str = "mpc") -> None:

@@ -1,0 +1,154 @@
+"""The planner facade: one instance per home, built once, re-solved every market interval.
+
+Fallback chain inside a time budget: raw OSQP (warm-started, driven from cvxpy's compiled DPP
+maps), then Clarabel on the same QP data, then the rule-based self-consumption plan. Every
+outcome is counted in :class:`OutcomeCounters`, which belongs to the planner instance (several
+homes' planners live in one process, so nothing here is global).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import numpy as np
+
+from hems.mpc.fallback import self_consumption
+from hems.mpc.fast_solver import CompiledQp, OsqpSession, SolveResult, solve_clarabel
+from hems.mpc.inputs import PlanInputs, PreparedInputs, prepare
+from hems.mpc.plan import Plan
+from hems.mpc.problem import MpcModel
+from hems.mpc.realise import DevicePowers, realise
+from hems.mpc.shape import W_PER_KW
+from hems.mpc.site import SiteConfig
+
+SOLVERS = ("osqp", "clarabel")
+OSQP_SHARE_OF_BUDGET = 0.6  # OSQP's share of the budget; Clarabel gets what is left
+_EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)  # start of the neutral inputs used at build
+
+
+@dataclass
+class OutcomeCounters:
+    """How solves ended, since the planner was built."""
+
+    osqp: int = 0
+    clarabel: int = 0
+    rule_based: int = 0
+    osqp_failed: int = 0
+    clarabel_failed: int = 0
+    netted_slots: int = 0
+    plans_with_repaired_inputs: int = 0
+    plans_with_slack: int = 0
+
+
+@dataclass(frozen=True)
+class SolveOutcome:
+    """Device powers from the first solver that succeeded (None: every solver failed)."""
+
+    powers: DevicePowers | None
+    solver: str
+    attempts: tuple[str, ...]
+    objective: float
+    elapsed_s: float
+
+
+class Planner:
+    """Build the site's problem once; :meth:`plan` re-solves it with new inputs."""
+
+    def __init__(self, site: SiteConfig, n_steps: int | None = None, step_s: int | None = None) -> None:
+        started = time.perf_counter()
+        self.site = site
+        self.n_steps = int(n_steps or site.mpc.horizon_steps)
+        self.step_s = int(step_s or site.mpc.step_s)
+        self.model = MpcModel(site, self.n_steps, self.step_s)
+        neutral = prepare(
+            PlanInputs(start=_EPOCH, load_w=[0.0], pv_w=[0.0], import_price=[0.0], export_price=[0.0],
+                       soc_initial=site.battery.soc_initial),
+            site, self.n_steps, self.step_s,
+        )
+        self.model.assign(self.model.parameter_values(neutral))  # cvxpy needs values to compile
+        self.compiled = CompiledQp(self.model.problem, self.model.parameters, self.model.variables)
+        self._osqp = OsqpSession(self.compiled, self.compiled.data(self.compiled.vector(
+            self.model.parameter_values(neutral))), eps=site.mpc.osqp_eps)
+        self.counters = OutcomeCounters()
+        self.build_ms = (time.perf_counter() - started) * 1000.0
+
+    @property
+    def shape(self):
+        """The static shape of the problem."""
+        return self.model.shape
+
+    def prepare(self, inputs: PlanInputs) -> PreparedInputs:
+        """Repair ``inputs`` for this planner's horizon."""
+        return prepare(inputs, self.site, self.n_steps, self.step_s)
+
+    def solve(self, prepared: PreparedInputs, regularisation: float | None = None,
+              solvers: tuple[str, ...] = SOLVERS, time_budget_s: float | None = None) -> SolveOutcome:
+        """Run the solver chain on ``prepared``; count each outcome."""
+        started = time.perf_counter()
+        budget = self.site.mpc.time_budget_s if time_budget_s is None else time_budget_s
+        deadline = started + budget
+        data = self.compiled.data(self.compiled.vector(self.model.parameter_values(prepared, regularisation)))
+        attempts: list[str] = []
+        for name in solvers:
+            remaining = deadline - time.perf_counter()
+            if name == "osqp":
+                result = self._osqp.solve(data, time_limit_s=min(remaining, OSQP_SHARE_OF_BUDGET * budget)
+                                          if len(solvers) > 1 else remaining)
+            elif name == "clarabel":
+                result = solve_clarabel(data, time_limit_s=remaining)
+            else:
+                raise ValueError(f"unknown solver {name!r}")
+            attempts.append(f"{name}:{result.status}")
+            if result.ok:
+                setattr(self.counters, name, getattr(self.counters, name) + 1)
+                return SolveOutcome(self._powers(result), name, tuple(attempts), result.objective,
+                                    time.perf_counter() - started)
+            setattr(self.counters, f"{name}_failed", getattr(self.counters, f"{name}_failed") + 1)
+        return SolveOutcome(None, "rule_based", tuple(attempts), float("nan"), time.perf_counter() - started)
+
+    def _powers(self, result: SolveResult) -> DevicePowers:
+        values = self.compiled.split(result.x)
+        to_w = W_PER_KW
+
+        def power(name: str) -> np.ndarray | None:
+            return values[name] * to_w if name in values else None
+
+        return DevicePowers(
+            charge_w=power("charge_kw"), discharge_w=power("discharge_kw"), pv_used_w=power("pv_used_kw"),
+            ev_w=power("ev_kw"), heat_pump_w=power("heat_pump_kw"),
+        )
+
+    def plan(self, inputs: PlanInputs, regularisation: float | None = None,
+             solvers: tuple[str, ...] = SOLVERS) -> Plan:
+        """Plan the horizon starting at ``inputs.start``; never raises on bad data."""
+        started = time.perf_counter()
+        prepared = self.prepare(inputs)
+        return self.plan_prepared(prepared, started, regularisation, solvers)
+
+    def plan_prepared(self, prepared: PreparedInputs, started: float | None = None,
+                      regularisation: float | None = None, solvers: tuple[str, ...] = SOLVERS) -> Plan:
+        """Plan from already repaired inputs (used by the bid curve's re-solves)."""
+        started = time.perf_counter() if started is None else started
+        outcome = self.solve(prepared, regularisation, solvers)
+        powers = outcome.powers
+        if powers is None:
+            self.counters.rule_based += 1
+            powers = self_consumption(self.site, self.shape, prepared)
+        realised = realise(self.site, self.shape, prepared, powers)
+        flags = list(prepared.flags)
+        if realised.netted_slots:
+            flags.append(f"charge_discharge_overlap_netted:{realised.netted_slots}")
+            self.counters.netted_slots += realised.netted_slots
+        if prepared.flags:
+            self.counters.plans_with_repaired_inputs += 1
+        if realised.slack.any:
+            self.counters.plans_with_slack += 1
+        return Plan(
+            status="optimal" if outcome.powers is not None else "fallback",
+            solver=outcome.solver, steps=realised.steps, cost=realised.cost, slack=realised.slack,
+            solve_ms=(time.perf_counter() - started) * 1000.0, build_ms=self.build_ms, step_s=self.step_s,
+            objective=outcome.objective, flags=tuple(flags), solver_attempts=outcome.attempts,
+        )
+
