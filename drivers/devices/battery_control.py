@@ -75,7 +75,7 @@ class SignedPowerStrategy(BatteryControlStrategy):
         self.spec = spec
 
     def writes_for_setpoint(self, charge_w: float, state: Mapping[str, float | int | None]) -> list[PointWrite]:
-        writes = []
+        writes = _setup_writes(self.spec)
         if self.spec.enable_point is not None and self.spec.enable_value is not None:
             writes.append(PointWrite(self.spec.enable_point, self.spec.enable_value))
         writes.append(PointWrite(self.spec.power_point, round(charge_w * self.spec.sign)))
@@ -111,6 +111,7 @@ class CommandAndPowerStrategy(BatteryControlStrategy):
         writes = []
         if spec.mode_point is not None and spec.remote_mode_value is not None:
             writes.append(PointWrite(spec.mode_point, spec.remote_mode_value))
+        writes += _setup_writes(spec)
         if charge_w > 0:
             writes += [PointWrite(spec.charge_power_point, round(charge_w)),
                        PointWrite(spec.command_point, spec.charge_command)]
@@ -197,6 +198,14 @@ class SunSpecStorageStrategy(BatteryControlStrategy):
     @property
     def timeout_point(self) -> str | None:
         return self.spec.timeout_point
+
+
+def _setup_writes(spec: SignedPowerControl | CommandAndPowerControl) -> list[PointWrite]:
+    """The vendor's fixed writes, then the dead-man timeout, before any setpoint."""
+    writes = [PointWrite(write.point, write.value) for write in spec.setup_writes]
+    if spec.timeout_point is not None and spec.timeout_value is not None:
+        writes.append(PointWrite(spec.timeout_point, spec.timeout_value))
+    return writes
 
 
 def strategy_for(spec: BatteryControl) -> BatteryControlStrategy:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from drivers.maps import PointSpec, PointWriteError, RegisterImage, RegisterMap, Role
 from drivers.readings import Quality, Reading
@@ -27,10 +27,14 @@ class MapClient:
 
     def __init__(self, connection: ModbusConnection, register_map: RegisterMap, unit_id: int | None = None,
                  name: str | None = None, points: Iterable[str] | None = None,
-                 wall_clock: Callable[[], float] = time.time) -> None:
+                 wall_clock: Callable[[], float] = time.time,
+                 device_id_overrides: Mapping[int, int] | None = None) -> None:
         self.connection = connection
         self.map = register_map
         self.unit_id = register_map.spec.device.default_unit_id if unit_id is None else unit_id
+        #: Per-installation unit ids for points the map places behind another id
+        #: (Victron's VE.Bus id depends on the port the inverter is wired to).
+        self.device_id_overrides = dict(device_id_overrides or {})
         self.name = name or f"{register_map.id}@{connection.endpoint}/{self.unit_id}"
         self.health = DeviceHealth(self.name)
         self._wall_clock = wall_clock
@@ -56,8 +60,10 @@ class MapClient:
         """The read requests one poll makes."""
         return list(self._blocks)
 
-    def _device_id(self, override: int | None) -> int:
-        return self.unit_id if override is None else override
+    def _device_id(self, point_device_id: int | None) -> int:
+        if point_device_id is None:
+            return self.unit_id
+        return self.device_id_overrides.get(point_device_id, point_device_id)
 
     async def poll(self) -> dict[str, Reading]:
         """Read every selected point. On failure, return the last values marked STALE.

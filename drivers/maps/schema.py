@@ -129,6 +129,13 @@ class IdentifySpec(_Strict):
     one_of: list[int] | None = None
 
 
+class ConstantWrite(_Strict):
+    """A fixed value a vendor needs written before a setpoint takes effect."""
+
+    point: str
+    value: float | int
+
+
 class SignedPowerControl(_Strict):
     """One signed power register (plus an optional enable and timeout)."""
 
@@ -140,6 +147,10 @@ class SignedPowerControl(_Strict):
     enable_value: int | None = None
     disable_value: int | None = None
     timeout_point: str | None = None
+    #: Written to ``timeout_point`` with every setpoint, in the point's unit: the
+    #: device-side dead-man that ends remote control when hems stops refreshing.
+    timeout_value: int | None = None
+    setup_writes: list[ConstantWrite] = []
 
 
 class CommandAndPowerControl(_Strict):
@@ -157,6 +168,9 @@ class CommandAndPowerControl(_Strict):
     remote_mode_value: int | None = None
     autonomous_mode_value: int | None = None
     timeout_point: str | None = None
+    timeout_value: int | None = None
+    #: Fixed writes before the power and the command (e.g. Huawei's 47246 = 0).
+    setup_writes: list[ConstantWrite] = []
 
 
 class SunSpecStorageControl(_Strict):
@@ -228,6 +242,7 @@ class RegisterMapSpec(_Strict):
             for field_name, value in battery:
                 if field_name.endswith("_point") and value is not None:
                     referenced.append(value)
+            referenced += [write.point for write in getattr(battery, "setup_writes", [])]
         return referenced
 
     def sentinel_for(self, point: PointSpec) -> int | None:

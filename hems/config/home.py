@@ -42,6 +42,9 @@ class DeviceConfig(_Section):
     unit_id: int | None = Field(default=None, ge=0, le=255)
     #: Which capabilities to use; default: every kind the map declares.
     capabilities: list[CapabilityName] | None = None
+    #: Unit ids that differ from the map's per-point ``device_id``, e.g.
+    #: ``{ "227" = 228 }`` for a Victron VE.Bus inverter on the second port.
+    unit_id_overrides: dict[int, int] = {}
     timeout_s: float = Field(default=1.0, gt=0, le=30)
 
     @model_validator(mode="after")

@@ -49,7 +49,8 @@ async def build_site_devices(config: HomeConfig, pool: ConnectionPool | None = N
     for device in config.device:
         connection = site.pool.get(_endpoint(device))
         register_map = await _resolve_map(device, connection)
-        client = MapClient(connection, register_map, unit_id=device.unit_id, name=device.name)
+        client = MapClient(connection, register_map, unit_id=device.unit_id, name=device.name,
+                           device_id_overrides=device.unit_id_overrides)
         kinds = device.capabilities or list(register_map.spec.device.kinds)
         views = []
         for kind in kinds:

@@ -228,3 +228,26 @@ def test_map_errors_name_the_file_and_the_problem(tmp_path, original, replacemen
     with pytest.raises(MapError) as raised:
         load_map(path)
     assert "test_device.toml" in str(raised.value) and expected in str(raised.value)
+
+
+async def test_device_id_override_redirects_points_behind_another_unit_id(tmp_path):
+    # A map whose control point sits behind unit 227 (as Victron's VE.Bus), installed at 228.
+    path = tmp_path / "test_device.toml"
+    path.write_text(MAP_TOML.replace('name = "control_mode"\naddress = 12', 'name = "control_mode"\naddress = 12\n'
+                                     'device_id = 227'))
+    register_map = load_map(path)
+    devices = [SimDevice(id=3, simdata=[SimData(0, values=image(), datatype=DataType.REGISTERS)]),
+               SimDevice(id=228, simdata=[SimData(12, values=[803], datatype=DataType.REGISTERS)])]
+    server = ModbusTcpServer(devices, address=("127.0.0.1", 0))
+    await server.serve_forever(background=True)
+    try:
+        port = server.transport.sockets[0].getsockname()[1]
+        pool = ConnectionPool(RetryPolicy(timeout_s=0.3, retries=0))
+        client = MapClient(pool.get(TcpEndpoint("127.0.0.1", port)), register_map, unit_id=3,
+                           device_id_overrides={227: 228})
+        readings = await client.poll()
+        assert readings["control_mode"].value == 803 and client.health.available
+        await client.write("control_mode", 802)
+        assert await server.async_getValues(228, 3, 12, 1) == [802]
+    finally:
+        await server.shutdown()

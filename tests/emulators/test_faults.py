@@ -107,6 +107,8 @@ async def test_slow_above_timeout_times_out_and_late_answers_are_discarded(bindi
     faults = FaultInjector()
     async with running([binding], plant, faults) as server, client_for(server, binding) as client:
         await _check_fault_cycle(client, faults, "timeout", lambda: faults.slow(350))
+        # A late answer delivered to the next request would show up as a short or wrong answer ("error").
+        assert set(client.health.failures_by_kind) <= {"timeout", "disconnected"}, client.health.failures_by_kind
         await asyncio.sleep(0.4)  # late answers of the slow requests would arrive now
         for _ in range(5):
             clock.advance(60)
