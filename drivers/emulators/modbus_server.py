@@ -239,8 +239,10 @@ class EmulatorServer:
             self.drop_connections()
             return ExcCodes.DEVICE_FAILURE
         if (fault := faults.active(unit, FaultKind.EXCEPTION)) is not None:
-            return ExcCodes(fault.exception_code) if fault.exception_code in ExcCodes._value2member_map_ \
-                else ExcCodes.DEVICE_FAILURE
+            try:
+                return ExcCodes(fault.exception_code)
+            except ValueError:  # pymodbus can only send the codes it knows
+                return ExcCodes.DEVICE_FAILURE
         if (fault := faults.active(unit, FaultKind.SLOW)) is not None and fault.delay_ms > 0:
             seen = self._requests_received
             await asyncio.sleep(fault.delay_ms / 1000.0)
