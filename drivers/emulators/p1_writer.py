@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 from zoneinfo import ZoneInfo
 
 logger = logging.getLogger(__name__)
@@ -197,14 +197,29 @@ class MeterState:
 
 
 def plant_source(plant: Any) -> Callable[[], MeterState]:
-    """A source reading a plant object's attributes each time it is called.
+    """A source reading a plant object each time it is called.
 
-    Uses ``grid_import_w`` and ``grid_export_w`` when the plant has them, else the
-    signed ``grid_power_w`` (positive = import); ``import_energy_wh``,
-    ``export_energy_wh`` and ``gas_m3`` when present.
+    A :class:`~drivers.emulators.plant.SitePlant` (``flows.grid_w``, ``energy``,
+    ``grid_voltage_v``) is first advanced to its clock, as the Modbus emulator does
+    before a read, and its grid power is split evenly over three phases. Any other
+    object needs ``grid_import_w`` and ``grid_export_w``, or the signed
+    ``grid_power_w`` (positive = import); ``import_energy_wh``, ``export_energy_wh``
+    and ``gas_m3`` are used when present (else the writer integrates the power).
     """
 
-    def read() -> MeterState:
+    def read_site_plant() -> MeterState:
+        advance = getattr(plant, "advance", None)
+        if callable(advance):
+            advance()
+        grid_w, volt_v = float(plant.flows.grid_w), float(plant.grid_voltage_v)
+        phase_w = grid_w / 3.0
+        phase = PhaseValues(volt_v, abs(phase_w) / volt_v, max(phase_w, 0.0), max(-phase_w, 0.0))
+        return MeterState(grid_import_w=max(grid_w, 0.0), grid_export_w=max(-grid_w, 0.0),
+                          import_energy_wh=plant.energy.grid_import_wh,
+                          export_energy_wh=plant.energy.grid_export_wh,
+                          phases=(phase, phase, phase), voltage_v=volt_v)
+
+    def read_attributes() -> MeterState:
         if hasattr(plant, "grid_import_w"):
             imp, exp = float(plant.grid_import_w), float(getattr(plant, "grid_export_w", 0.0))
         else:
@@ -215,24 +230,15 @@ def plant_source(plant: Any) -> Callable[[], MeterState]:
                           export_energy_wh=getattr(plant, "export_energy_wh", None),
                           gas_m3=getattr(plant, "gas_m3", None))
 
-    return read
+    if hasattr(plant, "flows") and hasattr(plant, "energy"):
+        return read_site_plant
+    return read_attributes
 
 
 def dutch_tariff(timestamp_s: float) -> int:
     """Dutch double tariff: 1 (low) 23:00-07:00 and at weekends, else 2 (normal)."""
     local = datetime.fromtimestamp(timestamp_s, _METER_TZ)
     return 1 if local.weekday() >= 5 or local.hour >= 23 or local.hour < 7 else 2
-
-
-class Clock(Protocol):
-    """Wall clock: UTC seconds since the epoch (real or simulated)."""
-
-    def time(self) -> float: ...
-
-
-class _SystemClock:
-    def time(self) -> float:
-        return time.time()
 
 
 class P1Writer:
@@ -246,14 +252,14 @@ class P1Writer:
     """
 
     def __init__(self, target: str | int, source: Callable[[], MeterState], *, interval_s: float = 1.0,
-                 clock: Clock | None = None, tariff_at: Callable[[float], int] = dutch_tariff,
+                 clock: Callable[[], float] = time.time, tariff_at: Callable[[float], int] = dutch_tariff,
                  header: str = DEFAULT_HEADER) -> None:
         if interval_s <= 0:
             raise ValueError("interval_s must be positive")
         self.target = target
         self.interval_s = interval_s
         self._source = source
-        self._clock: Clock = clock or _SystemClock()
+        self._clock = clock
         self._tariff_at = tariff_at
         self._header = header
         self._faults: deque[P1Fault] = deque()
@@ -270,13 +276,20 @@ class P1Writer:
         self.faults_injected = 0
         self.write_errors = 0
 
+    @classmethod
+    def for_plant(cls, target: str | int, plant: Any, **kwargs: Any) -> P1Writer:
+        """A writer fed by ``plant`` (see :func:`plant_source`), on the plant's clock if it has one."""
+        if callable(getattr(plant, "clock", None)):
+            kwargs.setdefault("clock", plant.clock)
+        return cls(target, plant_source(plant), **kwargs)
+
     def inject(self, fault: P1Fault, count: int = 1) -> None:
         """Apply ``fault`` to the next ``count`` telegrams (queued after earlier injections)."""
         self._faults.extend([fault] * count)
 
     def next_values(self) -> TelegramValues:
         """Ask the source for the current state and advance the meter registers."""
-        now = self._clock.time()
+        now = self._clock()
         state = self._source()
         tariff = self._tariff_at(now)
         dt_h = 0.0 if self._last_time_s is None else max(now - self._last_time_s, 0.0) / 3600.0

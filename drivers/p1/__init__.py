@@ -5,14 +5,13 @@ Importing this package is cheap: dsmr-parser (the optional ``p1`` extra,
 """
 
 from drivers.p1.framing import FeedResult, TelegramFramer
-from drivers.p1.reader import Clock, P1Health, P1Reader, SystemClock
+from drivers.p1.reader import P1Health, P1Reader
 from drivers.p1.specs import P1_EXTRA_HINT, VARIANTS, P1DependencyError, P1Variant, SerialSettings, get_variant
 from drivers.p1.telegram import P1Telegram, telegram_to_readings
 
 __all__ = [
     "P1_EXTRA_HINT",
     "VARIANTS",
-    "Clock",
     "FeedResult",
     "P1DependencyError",
     "P1Health",
@@ -20,7 +19,6 @@ __all__ = [
     "P1Telegram",
     "P1Variant",
     "SerialSettings",
-    "SystemClock",
     "TelegramFramer",
     "get_variant",
     "telegram_to_readings",

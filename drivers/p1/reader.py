@@ -21,7 +21,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from drivers.p1.framing import DEFAULT_MAX_TELEGRAM_BYTES, TelegramFramer
 from drivers.p1.specs import get_variant, import_dsmr_module, load_specification
@@ -32,19 +32,6 @@ logger = logging.getLogger(__name__)
 
 #: One read() per readiness event; a DSMR 5 telegram is ~1 kB, so 4 kB keeps up easily.
 _READ_SIZE = 4096
-
-
-class Clock(Protocol):
-    """Wall clock: UTC seconds since the epoch (real or simulated)."""
-
-    def time(self) -> float: ...
-
-
-class SystemClock:
-    """The real wall clock."""
-
-    def time(self) -> float:
-        return time.time()
 
 
 def _monotonic() -> float:
@@ -98,7 +85,8 @@ class P1Reader:
 
     ``dsmr_version`` is one of :data:`drivers.p1.specs.VARIANTS` ("2.2", "4", "5",
     "5B", "5L", "5S", ...); it chooses the telegram specification and the line
-    settings. ``on_telegram`` may be a plain function or a coroutine function;
+    settings. ``clock`` is the wall clock (UTC seconds, real or simulated) that
+    stamps readings when the meter sends no time. ``on_telegram`` may be a plain function or a coroutine function;
     it is awaited before the next telegram is processed, so keep it short.
 
     Run it as a task: ``task = asyncio.create_task(reader.run())``; end it with
@@ -112,7 +100,7 @@ class P1Reader:
         port: str,
         dsmr_version: str = "5",
         on_telegram: OnTelegram | None = None,
-        clock: Clock | None = None,
+        clock: Callable[[], float] = time.time,
         *,
         silence_timeout_s: float = 30.0,
         backoff_initial_s: float = 0.5,
@@ -128,7 +116,7 @@ class P1Reader:
         self.port = port
         self.variant = get_variant(dsmr_version)
         self._on_telegram = on_telegram
-        self._clock: Clock = clock or SystemClock()
+        self._clock = clock
         self.silence_timeout_s = silence_timeout_s
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
@@ -215,6 +203,8 @@ class P1Reader:
         finally:
             self._connected = False
             self._running = False
+            # Stopped: whatever we had is no longer current (readings() marks it STALE).
+            self._available = None
             self._stop.clear()
 
     # -- internals ----------------------------------------------------------------
@@ -341,7 +331,7 @@ class P1Reader:
             self._counters.parse_errors += 1
             logger.debug("P1 %s: parse failure %s: %s", self.port, type(exc).__name__, exc)
             return None
-        telegram = telegram_to_readings(parsed, self._clock.time(), trust_meter_clock=self.trust_meter_clock)
+        telegram = telegram_to_readings(parsed, self._clock(), trust_meter_clock=self.trust_meter_clock)
         if not telegram.readings:
             # Without a CRC (DSMR 2.2/3) a mangled telegram can parse into nothing.
             self._counters.parse_errors += 1

@@ -29,6 +29,8 @@ logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 _RETRYABLE_EXCEPTION_CODES = frozenset({5, 6})
 #: Silence RTU requires between frames: 3.5 character times.
 _RTU_FRAME_GAP_CHARACTERS = 3.5
+#: Below this, waiting is done by yielding to the loop rather than with a timer.
+_TIMER_RESOLUTION_S = 0.0015
 
 
 class DeviceError(Exception):
@@ -178,9 +180,7 @@ class ModbusConnection:
             await self._ensure_connected()
             attempt = 0
             while True:
-                gap = self._last_frame_end + self.interframe_delay_s - self._monotonic()
-                if gap > 0:
-                    await asyncio.sleep(gap)
+                await self._keep_bus_silence()
                 try:
                     response = await call(self._client)
                 except ModbusIOException as error:
@@ -206,6 +206,20 @@ class ModbusConnection:
                         raise ModbusExceptionResponse(code, description)
                 await asyncio.sleep(self.policy.backoff_s(self.policy.retry_delay_s, attempt, 1.0, self._rng))
                 attempt += 1
+
+    async def _keep_bus_silence(self) -> None:
+        """Wait until the line has been quiet for ``interframe_delay_s`` since the last frame.
+
+        The event loop's timers resolve to about a millisecond, so a 0.3 ms RTU gap
+        slept with asyncio.sleep would cost a whole millisecond per frame; the last
+        stretch is instead waited by yielding to the loop until the deadline.
+        """
+        deadline = self._last_frame_end + self.interframe_delay_s
+        remaining = deadline - self._monotonic()
+        if remaining > _TIMER_RESOLUTION_S:
+            await asyncio.sleep(remaining - _TIMER_RESOLUTION_S)
+        while self._monotonic() < deadline:
+            await asyncio.sleep(0)
 
     async def read(self, table: Table, address: int, count: int, device_id: int) -> list[int]:
         """Read ``count`` registers; raises a :class:`DeviceError` on failure."""

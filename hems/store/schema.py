@@ -98,6 +98,7 @@ def migrate(connection: sqlite3.Connection, path: Path,
             connection.execute(f"PRAGMA user_version = {version:d}")
             connection.execute("COMMIT")
         except BaseException:
-            connection.execute("ROLLBACK")
+            if connection.in_transaction:  # SQLite may have rolled back already
+                connection.execute("ROLLBACK")
             raise
     return found

@@ -282,7 +282,8 @@ class Store:
                 yield
                 self._connection.execute("COMMIT")
             except BaseException:
-                self._connection.execute("ROLLBACK")
+                if self._connection.in_transaction:  # SQLite may have rolled back already
+                    self._connection.execute("ROLLBACK")
                 raise
 
     @contextmanager

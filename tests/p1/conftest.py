@@ -24,7 +24,7 @@ class FixedClock:
     def __init__(self, now_s: float = T0) -> None:
         self.now_s = now_s
 
-    def time(self) -> float:
+    def __call__(self) -> float:
         return self.now_s
 
 
@@ -37,10 +37,19 @@ class Pty:
         self.path = os.ttyname(self.slave)
         self.closed = False
 
-    def write(self, data: bytes) -> None:
+    async def write(self, data: bytes, timeout_s: float = 3.0) -> None:
+        """Write without blocking the loop: the reader runs on the same loop and must drain the pty."""
+        os.set_blocking(self.master, False)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
         view = memoryview(data)
         while view:
-            view = view[os.write(self.master, view):]
+            try:
+                view = view[os.write(self.master, view):]
+            except BlockingIOError:
+                if loop.time() > deadline:
+                    raise AssertionError("nobody drains the pty") from None
+                await asyncio.sleep(0.002)
 
     def close(self) -> None:
         """Hang up: the reader's next read fails, like an unplugged USB adapter."""
