@@ -16,6 +16,7 @@ Two layers:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import os
@@ -121,6 +122,8 @@ def build_telegram(values: TelegramValues, *, header: str = DEFAULT_HEADER) -> b
     if not header.startswith("/") or "!" in header or "\n" in header:
         raise ValueError("header must start with '/' and hold neither '!' nor a newline")
     v = values
+    if len(v.phases) > 3:
+        raise ValueError("a meter has at most three phases")
     lines = [
         header,
         "",
@@ -141,15 +144,13 @@ def build_telegram(values: TelegramValues, *, header: str = DEFAULT_HEADER) -> b
     lines += [f"1-0:{c}.32.0(00000)" for c in (32, 52, 72)[: max(1, len(v.phases))]]
     lines += [f"1-0:{c}.36.0(00000)" for c in (32, 52, 72)[: max(1, len(v.phases))]]
     lines.append("0-0:96.13.0()")
-    codes = ((32, 31, 21, 22), (52, 51, 41, 42), (72, 71, 61, 62))
-    for phase, (volt, amp, _, _) in zip(v.phases, codes):
-        lines.append(f"1-0:{volt}.7.0({_fixed(phase.voltage_v, 10, 4, 1)}*V)")
-    for phase, (_, amp, _, _) in zip(v.phases, codes):
-        lines.append(f"1-0:{amp}.7.0({_fixed(phase.current_a, 1, 3, 0)}*A)")
-    for phase, (_, _, plus, _) in zip(v.phases, codes):
-        lines.append(f"1-0:{plus}.7.0({_fixed(phase.import_w, 1, 2, 3)}*kW)")
-    for phase, (_, _, _, minus) in zip(v.phases, codes):
-        lines.append(f"1-0:{minus}.7.0({_fixed(phase.export_w, 1, 2, 3)}*kW)")
+    # OBIS codes per phase: voltage, current, power +P, power -P.
+    codes = ((32, 31, 21, 22), (52, 51, 41, 42), (72, 71, 61, 62))[: len(v.phases)]
+    pairs = list(zip(v.phases, codes, strict=True))
+    lines += [f"1-0:{c[0]}.7.0({_fixed(p.voltage_v, 10, 4, 1)}*V)" for p, c in pairs]
+    lines += [f"1-0:{c[1]}.7.0({_fixed(p.current_a, 1, 3, 0)}*A)" for p, c in pairs]
+    lines += [f"1-0:{c[2]}.7.0({_fixed(p.import_w, 1, 2, 3)}*kW)" for p, c in pairs]
+    lines += [f"1-0:{c[3]}.7.0({_fixed(p.export_w, 1, 2, 3)}*kW)" for p, c in pairs]
     if v.gas_m3 is not None:
         gas_time = v.timestamp_s if v.gas_timestamp_s is None else v.gas_timestamp_s
         lines += [
@@ -233,6 +234,11 @@ def plant_source(plant: Any) -> Callable[[], MeterState]:
     if hasattr(plant, "flows") and hasattr(plant, "energy"):
         return read_site_plant
     return read_attributes
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def dutch_tariff(timestamp_s: float) -> int:
@@ -356,10 +362,8 @@ class P1Writer:
                 now = loop.time()
                 if next_at < now:
                     next_at = now + self.interval_s - (now - next_at) % self.interval_s
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), next_at - now)
-                except TimeoutError:
-                    pass
         finally:
             self._close_port()
             self._stop.clear()
@@ -386,10 +390,8 @@ class P1Writer:
 
     def _close_port(self) -> None:
         if self._port is not None:
-            try:
+            with contextlib.suppress(Exception):  # the device may already be gone
                 self._port.close()
-            except Exception:  # the device may already be gone
-                pass
             self._port = None
 
     @staticmethod
@@ -408,7 +410,7 @@ class P1Writer:
             if remaining <= 0:
                 return False
             writable: asyncio.Future[None] = loop.create_future()
-            loop.add_writer(fd, lambda: writable.done() or writable.set_result(None))
+            loop.add_writer(fd, _resolve, writable)
             try:
                 await asyncio.wait_for(writable, remaining)
             except TimeoutError:

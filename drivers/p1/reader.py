@@ -14,6 +14,7 @@ it with exponential backoff plus jitter. One log line per state change: lost and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import os
@@ -215,10 +216,8 @@ class P1Reader:
         return self._rng.uniform(ceiling / 2, ceiling)
 
     async def _sleep(self, delay_s: float) -> None:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stop.wait(), delay_s)
-        except TimeoutError:
-            pass
 
     async def _open(self) -> Any | None:
         """Open and configure the port in a thread; None (and state updated) on failure."""

@@ -10,7 +10,9 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from drivers.transport import parse_endpoint
 
 from hems.config.errors import ConfigError, describe_validation_error
 
@@ -46,6 +48,13 @@ class DeviceConfig(_Section):
     #: ``{ "227" = 228 }`` for a Victron VE.Bus inverter on the second port.
     unit_id_overrides: dict[int, int] = {}
     timeout_s: float = Field(default=1.0, gt=0, le=30)
+
+    @field_validator("tcp")
+    @classmethod
+    def _valid_endpoint(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_endpoint(value)  # raises ValueError with the reason
+        return value
 
     @model_validator(mode="after")
     def _one_transport(self) -> DeviceConfig:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from datetime import datetime
 from types import SimpleNamespace
@@ -127,10 +128,8 @@ async def test_writer_opens_a_port_path(make_pty):
 
     def read_some() -> bool:
         nonlocal received
-        try:
+        with contextlib.suppress(BlockingIOError):
             received += os.read(pty.master, 4096)
-        except BlockingIOError:
-            pass
         return received == sent
 
     await wait_for(read_some, 3.0)
