@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-system_packages=(mosquitto socat libsystemd-dev pkg-config python3-venv)
+system_packages=(mosquitto socat libsystemd-dev pkg-config python3-venv systemd shellcheck)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     missing=()
     for package in "${system_packages[@]}"; do

@@ -172,7 +172,8 @@ class P1Reader:
             return {}
         if self._available:
             return dict(self._latest.readings)
-        return {name: Reading(r.name, r.value, r.unit, r.timestamp_s, Quality.STALE)
+        return {name: Reading(r.name, r.value, r.unit, r.timestamp_s,
+                              Quality.STALE if r.quality is Quality.GOOD else r.quality)
                 for name, r in self._latest.readings.items()}
 
     # -- lifecycle ----------------------------------------------------------------

@@ -9,6 +9,7 @@ optional extra (``pip install hems[p1]``) that costs ~90 ms and ~28 MB to import
 from __future__ import annotations
 
 import importlib
+import logging
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -92,6 +93,9 @@ def get_variant(version: str) -> P1Variant:
 
 def import_dsmr_module(name: str) -> ModuleType:
     """Import ``dsmr_parser.<name>`` or raise :class:`P1DependencyError` naming the extra."""
+    # dsmr-parser logs a traceback for every line it cannot parse: one odd OBIS line
+    # would flood the journal every second. The reader counts those failures itself.
+    logging.getLogger("dsmr_parser").setLevel(logging.CRITICAL)
     try:
         return importlib.import_module(f"dsmr_parser.{name}")
     except ModuleNotFoundError as exc:

@@ -26,7 +26,9 @@ from hems.mpc.plan import CostBreakdown, PlanStep, SlackReport
 from hems.mpc.shape import ModelShape
 from hems.mpc.site import SiteConfig
 
-NETTING_THRESHOLD_W = 1.0  # overlaps below this are solver rounding, not a decision
+# Overlaps below this are solver tolerance (OSQP eps 3e-4 on 5 kW is ~1.5 W), not a decision;
+# they are netted all the same but not counted.
+NETTING_THRESHOLD_W = 10.0
 
 
 @dataclass

@@ -3,8 +3,8 @@
 Records carry their logger name and any ``extra={...}`` fields, as
 ``key=value`` pairs (default) or as one JSON object per line. When stderr is
 connected to journald (systemd sets ``JOURNAL_STREAM`` to the device and inode of
-that stream) and systemd-python is installed, ``JournalHandler`` sends the
-fields natively; otherwise stderr is used. Never both, or journald would store
+that stream) and systemd-python is installed, its ``JournalHandler`` sends
+records with native journal fields; otherwise stderr is used. Never both, or journald would store
 every record twice.
 """
 
@@ -121,7 +121,9 @@ def make_handler(json_format: bool = False, environ: Mapping[str, str] | None = 
         journal_handler = _journal_handler_class()
         if journal_handler is not None:
             handler = journal_handler(SYSLOG_IDENTIFIER="hems")
-            handler.setFormatter(logging.Formatter("%(message)s"))  # fields travel as journal fields
+            # JournalHandler sends priority, logger and code location as journal fields
+            # itself; the message stays plain. (Not run here: systemd-python is optional.)
+            handler.setFormatter(logging.Formatter("%(message)s"))
             return handler
     handler = logging.StreamHandler(stream)
     if json_format:

@@ -63,7 +63,7 @@ def check_invariants(plan, inputs, site):
     assert over == pytest.approx(plan.slack.export_over_limit_wh, abs=1e-6)
     if site.pv.curtailable:
         assert np.all(exp <= site.grid.export_limit_w + 1e-6)
-        assert plan.slack.export_over_limit_wh == 0
+        assert plan.slack.export_over_limit_wh <= 1e-6
     else:
         np.testing.assert_array_equal(pv_used, pv)
 
@@ -118,8 +118,9 @@ def test_non_curtailable_pv_at_export_limit_reports_slack_not_burning(planners):
 def test_netting_keeps_energy_and_removes_overlap():
     from hems.mpc.realise import _net_overlap
 
-    charge, discharge = np.array([3000.0, 500.0, 0.0]), np.array([1000.0, 2000.0, 10.0])
+    charge, discharge = np.array([3000.0, 500.0, 5.0]), np.array([1000.0, 2000.0, 5.0])
     new_c, new_d, netted = _net_overlap(charge, discharge, 0.95, 0.9)
     assert np.all(np.minimum(new_c, new_d) == 0)
     np.testing.assert_allclose(0.95 * new_c - new_d / 0.9, 0.95 * charge - discharge / 0.9)
-    assert netted == 2 and NETTING_THRESHOLD_W < 10
+    assert netted == 2  # the 5 W overlap is below NETTING_THRESHOLD_W: netted but not counted
+    assert 5.0 < NETTING_THRESHOLD_W < 500.0

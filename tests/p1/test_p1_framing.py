@@ -75,7 +75,7 @@ def test_buffer_stays_bounded_without_a_telegram():
     framer.feed(b"/")
     for _ in range(50):  # ~500 kB after a start but without an end
         truncated += framer.feed(noise).truncated
-        assert framer.buffered_bytes <= 4096 + len(noise)
+        assert framer.buffered_bytes <= 4096
     assert truncated >= 1
     result = framer.feed(telegram())
     assert result.telegrams == [telegram()]

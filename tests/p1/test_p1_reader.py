@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 
@@ -212,3 +213,21 @@ async def test_stop_is_prompt_and_closes_the_port(make_pty, start_reader):
     await asyncio.wait_for(run.task, 1.0)
     assert not run.reader.health.connected
     assert len(os.listdir("/proc/self/fd")) < fds_before
+
+
+async def test_cancelling_the_task_closes_the_port(make_pty, clock):
+    from drivers.p1 import P1Reader
+
+    pty = make_pty()
+    reader = P1Reader(pty.path, "5", None, clock)
+    fds_before = len(os.listdir("/proc/self/fd"))
+    task = asyncio.create_task(reader.run())
+    await wait_for(lambda: reader.health.connected, 3.0)
+    await pty.write(telegram(9.0))
+    await wait_for(lambda: reader.latest is not None, 3.0)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert not reader.health.connected
+    assert len(os.listdir("/proc/self/fd")) == fds_before
+    assert reader.readings()["grid_import_w"].quality is Quality.STALE

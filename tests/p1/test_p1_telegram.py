@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 from dsmr_parser import telegram_specifications
@@ -162,7 +163,8 @@ def test_variants_name_the_dsmr_line_settings():
 
 def test_importing_the_package_does_not_import_dsmr_parser():
     code = "import sys, drivers.p1; assert 'dsmr_parser' not in sys.modules, 'imported'"
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=30)
+    repo_root = Path(__file__).resolve().parents[2]
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=30, cwd=repo_root)
 
 
 def test_missing_dsmr_parser_names_the_extra(monkeypatch):

@@ -1,0 +1,184 @@
+"""MPC benchmark (issue 3): build, re-solve against raw OSQP on the same QP data, 576 steps, RSS.
+
+Run: .venv/bin/python bench/bench_mpc.py [--resolves 200] [--soak 1000]
+Prints one JSON object; bench/RESULTS.md records the figures with machine and date.
+
+"Full model" = battery (with taper and reserve) + curtailable PV + EV + heat pump + demand
+charge + market, 96 x 15 min. Each re-solve gets new parameter values (load, PV, prices,
+outdoor temperature -> COP, so OSQP also refactorises, and the measured SoC). The raw-OSQP
+reference is a second OSQP instance with identical settings fed exactly the same (P, q, A, l, u)
+sequence (update of the changed vectors/matrices + warm solve; setup excluded), interleaved
+with the planner's solves so both see the same machine noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def rss_mb() -> float:
+    """Resident set size of this process (Linux /proc)."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+RSS_START = rss_mb()
+started = time.perf_counter()
+import numpy as np  # noqa: E402
+
+from hems.mpc.bid_curve import bid_curves  # noqa: E402
+from hems.mpc.fast_solver import _int32  # noqa: E402
+from hems.mpc.inputs import EvSession, PlanInputs  # noqa: E402
+from hems.mpc.planner import Planner  # noqa: E402
+from hems.mpc.site import (BatteryConfig, EvConfig, GridConfig, HeatPumpConfig, MpcSettings,  # noqa: E402
+                           SiteConfig)
+
+IMPORT_S = time.perf_counter() - started
+RSS_AFTER_IMPORT = rss_mb()
+
+
+def full_site() -> SiteConfig:
+    return SiteConfig(
+        battery=BatteryConfig(capacity_wh=10_000, max_charge_w=5_000, max_discharge_w=5_000,
+                              charge_taper_start_soc=0.8, charge_w_at_full=1_000, backup_reserve_soc=0.2),
+        grid=GridConfig(import_limit_w=17_000, export_limit_w=7_000, demand_charge_per_kw=0.1),
+        ev=EvConfig(max_charge_w=11_000, min_charge_w=1_400), heat_pump=HeatPumpConfig(max_electric_w=3_000),
+        mpc=MpcSettings(market_enabled=True),
+    )
+
+
+def scenario(n: int, step_s: int, rng: np.random.Generator) -> PlanInputs:
+    from datetime import datetime, timedelta, timezone
+
+    start = datetime(2024, 3, 1, tzinfo=timezone.utc)
+    hours = np.arange(n) * step_s / 3600.0
+    pv = np.maximum(0.0, 6_000 * np.sin((hours % 24 - 6) / 12 * np.pi)) * rng.uniform(0.3, 1.0)
+    load = 300 + 700 * np.sin(hours / 24 * 2 * np.pi) ** 2 + 200 * rng.random(n)
+    import_price = 0.25 + 0.1 * np.sin(hours / 4 + rng.random() * 6) + 0.02 * rng.standard_normal(n)
+    return PlanInputs(
+        start=start, load_w=load, pv_w=pv, import_price=import_price, export_price=np.full(n, 0.08),
+        soc_initial=float(rng.uniform(0.1, 0.9)), outdoor_temp_c=2 + 6 * np.sin(hours / 24 * 6) + rng.standard_normal(),
+        ev_session=EvSession(start + timedelta(hours=17), start + timedelta(hours=31), float(rng.uniform(5e3, 3e4))),
+    )
+
+
+class RawOsqp:
+    """The reference: OSQP alone on the same data with the planner's settings."""
+
+    def __init__(self, planner: Planner, first) -> None:
+        import osqp
+
+        self.solver = osqp.OSQP()
+        self.solver.setup(_int32(first.p_upper), first.q, _int32(first.a), first.l, first.u,
+                          **planner._osqp._settings)
+        self.last = first
+
+    def solve(self, data) -> tuple[float, int]:
+        started = time.perf_counter()
+        update = {}
+        if not np.array_equal(data.q, self.last.q):
+            update["q"] = data.q
+        if not np.array_equal(data.l, self.last.l):
+            update["l"] = data.l
+        if not np.array_equal(data.u, self.last.u):
+            update["u"] = data.u
+        if not np.array_equal(data.p_upper.data, self.last.p_upper.data):
+            update["Px"] = data.p_upper.data
+        if not np.array_equal(data.a.data, self.last.a.data):
+            update["Ax"] = data.a.data
+        if update:
+            self.solver.update(**update)
+        result = self.solver.solve(raise_error=False)
+        self.last = data
+        return time.perf_counter() - started, int(result.info.iter)
+
+
+def resolve_series(n: int, step_s: int, count: int, seed: int) -> dict:
+    """First build + solve, then ``count`` re-solves vs raw OSQP."""
+    rng = np.random.default_rng(seed)
+    site = dataclasses.replace(full_site(), mpc=dataclasses.replace(full_site().mpc, horizon_steps=n, step_s=step_s))
+    first_inputs = scenario(n, step_s, rng)
+    t0 = time.perf_counter()
+    planner = Planner(site)
+    first_plan = planner.plan(first_inputs)
+    first_s = time.perf_counter() - t0
+    prepared = [planner.prepare(scenario(n, step_s, rng)) for _ in range(count)]
+    datas = [planner.compiled.data(planner.compiled.vector(planner.model.parameter_values(p))) for p in prepared]
+    raw = RawOsqp(planner, datas[0])
+    raw.solve(datas[0])
+    planner.solve(prepared[0])
+    model_s, raw_s, plan_s, raw_iters, statuses = [], [], [], [], []
+    for index in range(1, count):
+        t0 = time.perf_counter()
+        outcome = planner.solve(prepared[index])
+        model_s.append(time.perf_counter() - t0)
+        statuses.append(outcome.solver)
+        seconds, iterations = raw.solve(datas[index])
+        raw_s.append(seconds)
+        raw_iters.append(iterations)
+    # The whole plan() (input repair + solve + realisation + Plan objects), on the same inputs.
+    for index in range(1, count):
+        t0 = time.perf_counter()
+        planner.plan_prepared(prepared[index])
+        plan_s.append(time.perf_counter() - t0)
+    ms = lambda values: round(statistics.median(values) * 1000, 2)  # noqa: E731
+    p95 = lambda values: round(float(np.percentile(values, 95)) * 1000, 2)  # noqa: E731
+    return {
+        "steps": n, "step_s": step_s, "qp_variables": planner.compiled.n, "qp_constraints": planner.compiled.m,
+        "build_ms": round(planner.build_ms, 1), "first_build_plus_solve_ms": round(first_s * 1000, 1),
+        "first_solver": first_plan.solver,
+        "resolves": count - 1, "model_resolve_median_ms": ms(model_s), "model_resolve_p95_ms": p95(model_s),
+        "raw_osqp_median_ms": ms(raw_s), "raw_osqp_p95_ms": p95(raw_s),
+        "ratio_median": round(statistics.median(model_s) / statistics.median(raw_s), 3),
+        "ratio_of_totals": round(sum(model_s) / sum(raw_s), 3),
+        "raw_osqp_median_iterations": statistics.median(raw_iters),
+        "plan_median_ms": ms(plan_s), "plan_p95_ms": p95(plan_s),
+        "solvers_used": {name: statuses.count(name) for name in set(statuses)},
+        "counters": dataclasses.asdict(planner.counters),
+    }, planner
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--resolves", type=int, default=200)
+    parser.add_argument("--soak", type=int, default=1000)
+    arguments = parser.parse_args()
+    result: dict = {
+        "python": platform.python_version(), "nproc": os.cpu_count(),
+        "import_s": round(IMPORT_S, 3), "rss_start_mb": round(RSS_START, 1),
+        "rss_after_import_mb": round(RSS_AFTER_IMPORT, 1),
+    }
+    result["full_96"], planner = resolve_series(96, 900, arguments.resolves, seed=1)
+    result["full_576"], _ = resolve_series(576, 300, max(arguments.resolves // 4, 20), seed=2)
+    rng = np.random.default_rng(3)
+    inputs = scenario(96, 900, rng)
+    t0 = time.perf_counter()
+    curves = bid_curves(planner, inputs, slots=(0, 1, 2, 3), points=11)
+    result["bid_curves_4_slots_11_points_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+    result["bid_curve_example"] = {"prices": curves[0].prices, "net_import_wh": curves[0].net_import_wh}
+    soak_inputs = [scenario(96, 900, rng) for _ in range(50)]
+    rss = {}
+    for index in range(arguments.soak):
+        planner.plan(soak_inputs[index % len(soak_inputs)])
+        if index + 1 in (100, arguments.soak):
+            rss[index + 1] = round(rss_mb(), 1)
+    result["rss_after_resolves_mb"] = rss
+    result["soak_counters"] = dataclasses.asdict(planner.counters)
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

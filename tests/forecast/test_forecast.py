@@ -1,0 +1,78 @@
+"""Load and PV forecasts and their MAE, on synthetic history (no downloads)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pytest
+
+from hems.forecast.error import MaeTracker
+from hems.forecast.load import LoadForecastConfig, LoadForecaster
+from hems.forecast.profile import StandardProfile
+from hems.forecast.pv import PvForecastConfig, PvForecaster
+from hems.mpc.site import PvArrayConfig
+
+START = datetime(2024, 6, 3, tzinfo=timezone.utc)  # a Monday
+
+
+def test_standard_profile_scales_to_annual_consumption():
+    profile = StandardProfile.load()
+    assert profile.table_w.shape == (96, 3) and profile.month_factor.shape == (12,)
+    instants = [datetime(2023, 1, 1, tzinfo=timezone.utc) + timedelta(minutes=15 * i) for i in range(96 * 365)]
+    energy_kwh = profile.power_w(instants, 4000.0, "Europe/Berlin").sum() * 0.25 / 1000
+    assert energy_kwh == pytest.approx(4000.0, rel=0.03)
+
+
+def test_load_forecast_falls_back_then_learns_the_home():
+    forecaster = LoadForecaster(LoadForecastConfig(annual_kwh=3000))
+    standard = forecaster.forecast(START, 96, 900, now=START)
+    assert standard.sum() * 0.25 / 1000 == pytest.approx(3000 / 365 * 0.87, rel=0.1)
+    # This home draws 2 kW from 18:00 to 20:00 local (16:00-18:00 UTC), 200 W otherwise.
+    def home(instant):
+        return 2000.0 if 16 <= instant.hour < 18 else 200.0
+    for day in range(14):
+        for slot in range(96):
+            instant = START - timedelta(days=14 - day) + timedelta(minutes=15 * slot)
+            forecaster.observe(instant, home(instant))
+    forecast = forecaster.forecast(START, 96, 900, now=START)
+    truth = np.array([home(START + timedelta(minutes=15 * i)) for i in range(96)])
+    assert np.abs(forecast - truth).mean() < 0.2 * np.abs(standard - truth).mean()
+    assert np.abs(forecast - truth).max() < 1.0
+
+
+def test_load_forecast_weights_recent_days_more():
+    forecaster = LoadForecaster(LoadForecastConfig(half_life_days=2.0, full_trust_days=1.0))
+    for day in range(10):
+        level = 1000.0 if day < 7 else 300.0  # the home changed three days ago
+        for slot in range(96):
+            forecaster.observe(START - timedelta(days=10 - day) + timedelta(minutes=15 * slot), level)
+    forecast = forecaster.forecast(START, 96, 900, now=START)
+    assert forecast.mean() < (7 * 1000 + 3 * 300) / 10  # below the unweighted mean
+    assert forecast.mean() > 300
+
+
+def test_pv_forecast_learns_scale_from_measurements():
+    config = PvForecastConfig(latitude_deg=51.0, longitude_deg=10.0, arrays=(PvArrayConfig(peak_power_w=8000),))
+    forecaster = PvForecaster(config)
+    clear = forecaster.clear_sky_w([START + timedelta(minutes=15 * i + 7.5) for i in range(96)])
+    assert 5000 < clear.max() < 8000 and clear[:8].max() == 0  # no sun around midnight UTC
+    first = forecaster.forecast(START, 96, 900, now=START)
+    np.testing.assert_allclose(first, config.initial_scale * clear)
+    for day in range(1, 4):
+        for i in range(96):
+            instant = START - timedelta(days=day) + timedelta(minutes=15 * i + 7.5)
+            sky = float(forecaster.clear_sky_w([instant])[0]) if 30 <= i <= 70 else 0.0
+            forecaster.observe(instant, 0.45 * sky, clear_sky_w=sky)
+    assert forecaster.scale(START) == pytest.approx(0.45, abs=0.01)
+    np.testing.assert_allclose(forecaster.forecast(START, 96, 900, now=START), forecaster.scale(START) * clear)
+
+
+def test_mae_tracker_scores_latest_forecast():
+    tracker = MaeTracker()
+    tracker.issue(START, 900, np.array([100.0, 200.0, 300.0]))
+    tracker.issue(START + timedelta(minutes=15), 900, np.array([250.0]))  # replaces slot 1
+    assert tracker.observe(START, 150.0) == 50.0
+    assert tracker.observe(START + timedelta(minutes=15), 200.0) == 50.0
+    assert tracker.observe(START + timedelta(hours=5), 1.0) is None  # never forecast
+    assert tracker.mae_w == 50.0 and tracker.count == 2
