@@ -106,8 +106,22 @@ class RawOsqp:
         return time.perf_counter() - started, int(result.info.iter)
 
 
-def resolve_series(n: int, step_s: int, count: int, seed: int) -> dict:
-    """First build + solve, then ``count`` re-solves vs raw OSQP."""
+def perturbed(base: PlanInputs, rng: np.random.Generator) -> PlanInputs:
+    """A forecast update: the same day with new noise on load, PV, prices, temperature and SoC."""
+    n = len(base.load_w)
+    return dataclasses.replace(
+        base, load_w=np.asarray(base.load_w) * (1 + 0.1 * rng.standard_normal(n)).clip(0.5),
+        pv_w=np.asarray(base.pv_w) * rng.uniform(0.9, 1.1),
+        import_price=np.asarray(base.import_price) + 0.01 * rng.standard_normal(n),
+        outdoor_temp_c=np.asarray(base.outdoor_temp_c) + 0.5 * rng.standard_normal(n),
+        soc_initial=float(np.clip(base.soc_initial + 0.02 * rng.standard_normal(), 0.05, 0.95)),
+    )
+
+
+def resolve_series(n: int, step_s: int, count: int, seed: int, mode: str) -> dict:
+    """First build + solve, then ``count`` re-solves vs raw OSQP. ``mode`` "update": each
+    re-solve is the same day with new forecast noise (the daemon's case); "random": a new random
+    day each time (stress)."""
     rng = np.random.default_rng(seed)
     site = dataclasses.replace(full_site(), mpc=dataclasses.replace(full_site().mpc, horizon_steps=n, step_s=step_s))
     first_inputs = scenario(n, step_s, rng)
@@ -115,7 +129,10 @@ def resolve_series(n: int, step_s: int, count: int, seed: int) -> dict:
     planner = Planner(site)
     first_plan = planner.plan(first_inputs)
     first_s = time.perf_counter() - t0
-    prepared = [planner.prepare(scenario(n, step_s, rng)) for _ in range(count)]
+    if mode == "update":
+        prepared = [planner.prepare(perturbed(first_inputs, rng)) for _ in range(count)]
+    else:
+        prepared = [planner.prepare(scenario(n, step_s, rng)) for _ in range(count)]
     datas = [planner.compiled.data(planner.compiled.vector(planner.model.parameter_values(p))) for p in prepared]
     raw = RawOsqp(planner, datas[0])
     raw.solve(datas[0])
@@ -137,7 +154,7 @@ def resolve_series(n: int, step_s: int, count: int, seed: int) -> dict:
     ms = lambda values: round(statistics.median(values) * 1000, 2)  # noqa: E731
     p95 = lambda values: round(float(np.percentile(values, 95)) * 1000, 2)  # noqa: E731
     return {
-        "steps": n, "step_s": step_s, "qp_variables": planner.compiled.n, "qp_constraints": planner.compiled.m,
+        "mode": mode, "steps": n, "step_s": step_s, "qp_variables": planner.compiled.n, "qp_constraints": planner.compiled.m,
         "build_ms": round(planner.build_ms, 1), "first_build_plus_solve_ms": round(first_s * 1000, 1),
         "first_solver": first_plan.solver,
         "resolves": count - 1, "model_resolve_median_ms": ms(model_s), "model_resolve_p95_ms": p95(model_s),
@@ -161,8 +178,10 @@ def main() -> None:
         "import_s": round(IMPORT_S, 3), "rss_start_mb": round(RSS_START, 1),
         "rss_after_import_mb": round(RSS_AFTER_IMPORT, 1),
     }
-    result["full_96"], planner = resolve_series(96, 900, arguments.resolves, seed=1)
-    result["full_576"], _ = resolve_series(576, 300, max(arguments.resolves // 4, 20), seed=2)
+    result["full_96_update"], planner = resolve_series(96, 900, arguments.resolves, seed=1, mode="update")
+    result["full_96_random"], _ = resolve_series(96, 900, arguments.resolves, seed=4, mode="random")
+    result["full_576_update"], _ = resolve_series(576, 300, max(arguments.resolves // 4, 20), seed=2, mode="update")
+    result["full_576_random"], _ = resolve_series(576, 300, max(arguments.resolves // 4, 20), seed=5, mode="random")
     rng = np.random.default_rng(3)
     inputs = scenario(96, 900, rng)
     t0 = time.perf_counter()

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from drivers.backoff import backoff_delay_s
 from drivers.p1.framing import DEFAULT_MAX_TELEGRAM_BYTES, TelegramFramer
 from drivers.p1.specs import get_variant, import_dsmr_module, load_specification
 from drivers.p1.telegram import P1Telegram, telegram_to_readings
@@ -213,8 +214,7 @@ class P1Reader:
 
     def _backoff_s(self, attempt: int) -> float:
         """Exponential backoff with jitter: spreads retries of many gateways after an outage."""
-        ceiling = min(self.backoff_max_s, self.backoff_initial_s * 2 ** min(attempt - 1, 30))
-        return self._rng.uniform(ceiling / 2, ceiling)
+        return backoff_delay_s(self.backoff_initial_s, max(attempt - 1, 0), self.backoff_max_s, self._rng)
 
     async def _sleep(self, delay_s: float) -> None:
         with contextlib.suppress(TimeoutError):

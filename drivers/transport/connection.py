@@ -19,6 +19,7 @@ from typing import Any
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
+from drivers.backoff import backoff_delay_s
 from drivers.maps.schema import Table
 from drivers.transport.endpoint import Endpoint, RtuEndpoint, TcpEndpoint
 
@@ -76,8 +77,7 @@ class RetryPolicy:
 
     def backoff_s(self, base_s: float, attempt: int, cap_s: float, rng: random.Random) -> float:
         """``base * 2**attempt`` capped, spread by +-``jitter_ratio`` so clients do not synchronise."""
-        delay = min(cap_s, base_s * (2**attempt))
-        return delay * (1 + self.jitter_ratio * (2 * rng.random() - 1))
+        return backoff_delay_s(base_s, attempt, cap_s, rng, self.jitter_ratio)
 
 
 class ModbusConnection:
