@@ -24,7 +24,6 @@ from dataclasses import dataclass
 import cvxpy as cp
 import numpy as np
 import scipy.sparse as sp
-from cvxpy.cvxcore.python import canonInterface
 
 _CONSTANT_ID = -1  # cvxpy's lo.CONSTANT_ID: the column of the constant 1 in the parameter vector
 
@@ -172,6 +171,7 @@ class OsqpSession:
         self._settings.update(settings)
         self._solver.setup(_int32(first.p_upper), first.q, _int32(first.a), first.l, first.u, **self._settings)
         self._last = first
+        self.last_iterations = 0
 
     def solve(self, data: QpData, time_limit_s: float) -> SolveResult:
         """Update what changed since the last solve and solve warm within ``time_limit_s``."""
@@ -193,6 +193,7 @@ class OsqpSession:
         started = time.perf_counter()
         result = self._solver.solve(raise_error=False)
         elapsed = time.perf_counter() - started
+        self.last_iterations = int(result.info.iter)
         ok = result.info.status_val == self._osqp.SolverStatus.OSQP_SOLVED
         if not ok:
             # A failed iterate is a poor warm start for the next solve: start cold next time.
