@@ -76,3 +76,25 @@ async def test_pv_limit_write_curtails(clock, plant: SitePlant) -> None:
         await client.write("pv_limit", 20)
         readings = await client.poll()
         assert readings["pv_power"].value == pytest.approx(1600, abs=10)
+
+
+@pytest.mark.parametrize("name", ["sunspec_hybrid", "fronius_gen24"])
+async def test_pv_inverter_capability_curtails_in_watts_and_releases(name: str, clock, plant: SitePlant) -> None:
+    from drivers.devices import PvInverter
+
+    register_map = sunspec_builtins()[name] if name.startswith("sunspec") else load_map(name)
+    binding = MapBinding(register_map, register_map.spec.device.default_unit_id)
+    async with running([binding], plant) as server, client_for(server, binding) as client:
+        inverter = PvInverter(client)
+        await inverter.refresh()
+        assert inverter.can_limit_power
+        unlimited_w = inverter.state().power_w.value
+        assert unlimited_w > 1500  # midsummer noon
+        await inverter.set_power_limit_w(1000)
+        clock.advance(5)
+        await inverter.refresh()
+        assert inverter.state().power_w.value == pytest.approx(1000, abs=plant.pv.peak_w * 0.01)
+        await inverter.release_power_limit()
+        clock.advance(5)
+        await inverter.refresh()
+        assert inverter.state().power_w.value > 1500
