@@ -1,6 +1,7 @@
 """MPC benchmark (issue 3): build, re-solve against raw OSQP on the same QP data, 576 steps, RSS.
 
 Run: .venv/bin/python bench/bench_mpc.py [--resolves 200] [--soak 1000]
+(``--resolves 100 --soak 200`` takes about 45 s on the 2-core machine.)
 Prints one JSON object; bench/RESULTS.md records the figures with machine and date.
 
 "Full model" = battery (with taper and reserve) + curtailable PV + EV + heat pump + demand
@@ -8,7 +9,9 @@ charge + market, 96 x 15 min. Each re-solve gets new parameter values (load, PV,
 outdoor temperature -> COP, so OSQP also refactorises, and the measured SoC). The raw-OSQP
 reference is a second OSQP instance with identical settings fed exactly the same (P, q, A, l, u)
 sequence (update of the changed vectors/matrices + warm solve; setup excluded), interleaved
-with the planner's solves so both see the same machine noise.
+with the planner's solves so both see the same machine noise. The "shift" cases are the daemon's
+rolling re-plan (each horizon one slot later); there both warm-start from the previous solution
+shifted by one slot.
 """
 
 from __future__ import annotations
@@ -81,12 +84,16 @@ class RawOsqp:
     def __init__(self, planner: Planner, first) -> None:
         import osqp
 
+        self.solved = osqp.SolverStatus.OSQP_SOLVED
         self.solver = osqp.OSQP()
         self.solver.setup(_int32(first.p_upper), first.q, _int32(first.a), first.l, first.u,
                           **planner._osqp._settings)
         self.last = first
+        self.x = self.y = None
 
-    def solve(self, data) -> tuple[float, int]:
+    def solve(self, data, shift=None) -> tuple[float, int]:
+        """Update + warm solve; with ``shift`` (index arrays), warm-start from the last solution
+        moved in time, as the planner does. After a failure the next solve starts cold."""
         started = time.perf_counter()
         update = {}
         if not np.array_equal(data.q, self.last.q):
@@ -101,8 +108,15 @@ class RawOsqp:
             update["Ax"] = data.a.data
         if update:
             self.solver.update(**update)
+        if shift is not None and self.x is not None:
+            self.solver.warm_start(x=self.x[shift[0]], y=self.y[shift[1]])
         result = self.solver.solve(raise_error=False)
         self.last = data
+        if result.info.status_val == self.solved:
+            self.x, self.y = np.array(result.x), np.array(result.y)
+        else:
+            self.solver.warm_start(x=np.zeros(data.a.shape[1]), y=np.zeros(data.a.shape[0]))
+            self.x = self.y = None
         return time.perf_counter() - started, int(result.info.iter)
 
 
@@ -118,21 +132,45 @@ def perturbed(base: PlanInputs, rng: np.random.Generator) -> PlanInputs:
     )
 
 
+def rolling(n: int, step_s: int, count: int, rng: np.random.Generator) -> list[PlanInputs]:
+    """The daemon's rolling case: re-plan k starts k slots later, on a window of one longer
+    scenario, with new load noise and a drifting measured SoC."""
+    from datetime import timedelta
+
+    base = scenario(n + count, step_s, rng)
+    windows = []
+    soc = base.soc_initial
+    for k in range(count):
+        window = lambda values: np.asarray(values)[k:k + n]  # noqa: E731
+        soc = float(np.clip(soc + 0.01 * rng.standard_normal(), 0.05, 0.95))
+        windows.append(dataclasses.replace(
+            base, start=base.start + timedelta(seconds=k * step_s),
+            load_w=window(base.load_w) * (1 + 0.05 * rng.standard_normal(n)).clip(0.5),
+            pv_w=window(base.pv_w), import_price=window(base.import_price),
+            export_price=window(base.export_price), outdoor_temp_c=window(base.outdoor_temp_c), soc_initial=soc))
+    return windows
+
+
 def resolve_series(n: int, step_s: int, count: int, seed: int, mode: str) -> dict:
     """First build + solve, then ``count`` re-solves vs raw OSQP. ``mode`` "update": each
-    re-solve is the same day with new forecast noise (the daemon's case); "random": a new random
-    day each time (stress)."""
+    re-solve is the same day with new forecast noise; "shift": each re-solve starts one slot
+    later (the daemon's rolling case; both the planner and the raw reference warm-start from the
+    previous solution shifted by one slot); "random": a new random day each time (stress)."""
     rng = np.random.default_rng(seed)
     site = dataclasses.replace(full_site(), mpc=dataclasses.replace(full_site().mpc, horizon_steps=n, step_s=step_s))
-    first_inputs = scenario(n, step_s, rng)
+    windows = rolling(n, step_s, count + 1, rng) if mode == "shift" else None
+    first_inputs = windows[0] if windows else scenario(n, step_s, rng)
     t0 = time.perf_counter()
     planner = Planner(site)
     first_plan = planner.plan(first_inputs)
     first_s = time.perf_counter() - t0
     if mode == "update":
         prepared = [planner.prepare(perturbed(first_inputs, rng)) for _ in range(count)]
+    elif mode == "shift":
+        prepared = [planner.prepare(window) for window in windows[1:]]
     else:
         prepared = [planner.prepare(scenario(n, step_s, rng)) for _ in range(count)]
+    shift = planner.compiled.shift_indices(n, 1) if mode == "shift" else None
     datas = [planner.compiled.data(planner.compiled.vector(planner.model.parameter_values(p))) for p in prepared]
     # Both solvers start from the same state (set up and solved on the first data), so they run
     # the same iterations and the difference is the planner's own overhead.
@@ -148,7 +186,7 @@ def resolve_series(n: int, step_s: int, count: int, seed: int, mode: str) -> dic
         model_s.append(time.perf_counter() - t0)
         model_iters.append(planner._osqp.last_iterations)
         statuses.append(outcome.solver)
-        seconds, iterations = raw.solve(datas[index])
+        seconds, iterations = raw.solve(datas[index], shift)
         raw_s.append(seconds)
         raw_iters.append(iterations)
     # The whole plan() (input repair + solve + realisation + Plan objects), on the same inputs.
@@ -185,8 +223,10 @@ def main() -> None:
         "rss_after_import_mb": round(RSS_AFTER_IMPORT, 1),
     }
     result["full_96_update"], planner = resolve_series(96, 900, arguments.resolves, seed=1, mode="update")
+    result["full_96_shift"], _ = resolve_series(96, 900, arguments.resolves, seed=6, mode="shift")
     result["full_96_random"], _ = resolve_series(96, 900, arguments.resolves, seed=4, mode="random")
     result["full_576_update"], _ = resolve_series(576, 300, max(arguments.resolves // 4, 20), seed=2, mode="update")
+    result["full_576_shift"], _ = resolve_series(576, 300, max(arguments.resolves // 4, 20), seed=7, mode="shift")
     result["full_576_random"], _ = resolve_series(576, 300, max(arguments.resolves // 4, 20), seed=5, mode="random")
     rng = np.random.default_rng(3)
     inputs = scenario(96, 900, rng)

@@ -120,6 +120,29 @@ class CompiledQp:
         self._p_pattern = (p_rows.astype(np.int32), np.searchsorted(p_cols, np.arange(n + 1)).astype(np.int32))
         self._vector = np.zeros(self._param_size + 1)
         self._vector[self._constant_col] = 1.0
+        # Row blocks of the constraints, in the row order of A (cvxpy orders them by cone: the
+        # equalities, then the inequalities), for shifting a dual solution in time.
+        self._row_blocks: list[tuple[int, int]] = []
+        row = 0
+        for constraint in program.constraints:
+            self._row_blocks.append((row, row + int(constraint.size)))
+            row += int(constraint.size)
+        if row != m:
+            raise RuntimeError("constraint rows do not add up to the compiled problem's rows")
+
+    def shift_indices(self, n_steps: int, slots: int) -> tuple[np.ndarray, np.ndarray]:
+        """Index arrays that move every per-slot variable and constraint ``slots`` slots earlier
+        in time (the last value is repeated at the end); scalars stay. ``x[ix]``, ``y[iy]`` is
+        the previous solution as a guess for a horizon that starts ``slots`` slots later."""
+        def indices(size: int, blocks) -> np.ndarray:
+            index = np.arange(size)
+            for start, stop in blocks:
+                if stop - start == n_steps:
+                    index[start:stop] = np.minimum(np.arange(start, stop) + slots, stop - 1)
+            return index
+
+        return (indices(self.n, [(s.start, s.stop) for s in self._var_slices.values()]),
+                indices(self.m, self._row_blocks))
 
     def vector(self, values: dict[str, np.ndarray]) -> np.ndarray:
         """The parameter vector ``[p; 1]`` for named parameter values (shapes as the Parameters)."""
@@ -163,8 +186,11 @@ class OsqpSession:
         self._osqp = osqp
         self._compiled = compiled
         self._solver = osqp.OSQP()
-        # adaptive_rho_interval / check_termination: measured on the full home model (96 steps),
-        # they cut warm re-solves from ~260 to ~80 iterations (bench/RESULTS.md).
+        # Settings chosen by measurement on the full home model (docs/mpc.md, bench/RESULTS.md):
+        # eps (MpcSettings.osqp_eps, 1e-3 = 1 W on the kW-scale setpoints) matters most; the
+        # duality-gap check stays on (off, objectives drifted up to 1.6 % from Clarabel's);
+        # rho, alpha, sigma and scaling at OSQP's defaults (changing them moved iterations
+        # within the noise); polishing off.
         self._settings = dict(eps_abs=eps, eps_rel=eps, max_iter=20_000, polishing=False,
                               warm_starting=True, verbose=False, adaptive_rho_interval=25,
                               check_termination=10)
@@ -172,9 +198,14 @@ class OsqpSession:
         self._solver.setup(_int32(first.p_upper), first.q, _int32(first.a), first.l, first.u, **self._settings)
         self._last = first
         self.last_iterations = 0
+        self.last_x: np.ndarray | None = None  # solution of the last successful solve
+        self.last_y: np.ndarray | None = None
 
-    def solve(self, data: QpData, time_limit_s: float) -> SolveResult:
-        """Update what changed since the last solve and solve warm within ``time_limit_s``."""
+    def solve(self, data: QpData, time_limit_s: float,
+              shift: tuple[np.ndarray, np.ndarray] | None = None) -> SolveResult:
+        """Update what changed since the last solve and solve warm within ``time_limit_s``.
+        ``shift``: index arrays from ``CompiledQp.shift_indices``; the warm start is then the last
+        successful solution moved in time (primal and dual) instead of OSQP's last iterate."""
         last, update = self._last, {}
         if not np.array_equal(data.q, last.q):
             update["q"] = data.q
@@ -188,6 +219,10 @@ class OsqpSession:
             update["Ax"] = data.a.data
         if update:
             self._solver.update(**update)
+        if shift is not None and self.last_x is not None and self.last_y is not None:
+            # After the data update (warm-starting before a matrix update gave different
+            # iterations), the same order as the raw reference in bench/bench_mpc.py.
+            self._solver.warm_start(x=self.last_x[shift[0]], y=self.last_y[shift[1]])
         self._solver.update_settings(time_limit=max(time_limit_s, 1e-3))
         self._last = data
         started = time.perf_counter()
@@ -195,15 +230,22 @@ class OsqpSession:
         elapsed = time.perf_counter() - started
         self.last_iterations = int(result.info.iter)
         ok = result.info.status_val == self._osqp.SolverStatus.OSQP_SOLVED
-        if not ok:
+        if ok:
+            self.last_x, self.last_y = np.array(result.x), np.array(result.y)
+        else:
             # A failed iterate is a poor warm start for the next solve: start cold next time.
             self._solver.warm_start(x=np.zeros(self._compiled.n), y=np.zeros(self._compiled.m))
+            self.last_x = self.last_y = None
         return SolveResult(ok, str(result.info.status), np.array(result.x) if ok else None,
                            float(result.info.obj_val) + data.offset, int(result.info.iter), elapsed)
 
-    def warm_start(self, x: np.ndarray) -> None:
-        """Seed the next solve with a primal guess (e.g. the previous plan shifted in time)."""
-        self._solver.warm_start(x=x)
+    def warm_start(self, x: np.ndarray, y: np.ndarray | None = None) -> None:
+        """Seed the next solve with a primal (and dual) guess, e.g. the previous solution
+        shifted in time."""
+        if y is None:
+            self._solver.warm_start(x=x)
+        else:
+            self._solver.warm_start(x=x, y=y)
 
 
 def solve_clarabel(data: QpData, time_limit_s: float) -> SolveResult:

@@ -56,8 +56,16 @@ class SolveOutcome:
 class Planner:
     """Build the site's problem once; :meth:`plan` re-solves it with new inputs."""
 
-    def __init__(self, site: SiteConfig, n_steps: int | None = None, step_s: int | None = None) -> None:
+    def __init__(self, site: SiteConfig, n_steps: int | None = None, step_s: int | None = None,
+                 shift_warm_start: bool = True) -> None:
+        """``shift_warm_start``: when a solve's horizon starts k slots (0 < k < n_steps) after
+        the last successful OSQP solve's, warm-start OSQP from that solution (primal and dual)
+        moved k slots earlier, the daemon's rolling re-plan; otherwise OSQP warm-starts from
+        its last iterate as it is."""
         started = time.perf_counter()
+        self.shift_warm_start = shift_warm_start
+        self._last_start: datetime | None = None  # horizon start of the last successful OSQP solve
+        self._shift_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self.site = site
         self.n_steps = int(n_steps or site.mpc.horizon_steps)
         self.step_s = int(step_s or site.mpc.step_s)
@@ -95,18 +103,34 @@ class Planner:
             remaining = deadline - time.perf_counter()
             if name == "osqp":
                 result = self._osqp.solve(data, time_limit_s=min(remaining, OSQP_SHARE_OF_BUDGET * budget)
-                                          if len(solvers) > 1 else remaining)
+                                          if len(solvers) > 1 else remaining,
+                                          shift=self._shift(prepared.start))
             elif name == "clarabel":
                 result = solve_clarabel(data, time_limit_s=remaining)
             else:
                 raise ValueError(f"unknown solver {name!r}")
             attempts.append(f"{name}:{result.status}")
+            if name == "osqp":
+                self._last_start = prepared.start if result.ok else None
             if result.ok:
                 setattr(self.counters, name, getattr(self.counters, name) + 1)
                 return SolveOutcome(self._powers(result), name, tuple(attempts), result.objective,
                                     time.perf_counter() - started)
             setattr(self.counters, f"{name}_failed", getattr(self.counters, f"{name}_failed") + 1)
         return SolveOutcome(None, "rule_based", tuple(attempts), float("nan"), time.perf_counter() - started)
+
+    def _shift(self, start: datetime) -> tuple[np.ndarray, np.ndarray] | None:
+        """Shift index arrays when ``start`` is a whole number of slots (within the horizon)
+        after the last successful OSQP solve's start; None otherwise."""
+        if not self.shift_warm_start or self._last_start is None:
+            return None
+        offset_s = (start - self._last_start).total_seconds()
+        slots = int(round(offset_s / self.step_s))
+        if slots <= 0 or slots >= self.n_steps or abs(offset_s - slots * self.step_s) > 1e-6:
+            return None
+        if slots not in self._shift_cache:
+            self._shift_cache[slots] = self.compiled.shift_indices(self.n_steps, slots)
+        return self._shift_cache[slots]
 
     def _powers(self, result: SolveResult) -> DevicePowers:
         values = self.compiled.split(result.x)

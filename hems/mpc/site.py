@@ -194,7 +194,7 @@ class MpcSettings:
     regularisation: float = 0.01
     throughput_tie_break_per_kwh: float = 1e-3  # strict preference for no charge/discharge overlap
     time_budget_s: float = 1.0
-    osqp_eps: float = 3e-4
+    osqp_eps: float = 1e-3  # OSQP eps_abs = eps_rel (kW / kWh / currency): docs/mpc.md
     market_enabled: bool = False
 
     def validate(self, prefix: str = "mpc") -> None:
