@@ -100,7 +100,7 @@ def initial_registers(rmap: RegisterMap, point: PointSpec, image: RegisterImage)
     "not implemented" sentinel (SunSpec devices) or zeros.
     """
     if point.initial is not None:
-        registers = encode_value(rmap, point, point.initial, image, avoid_sentinels=False)
+        registers = encode_value(rmap, point, point.initial, image, avoid_sentinels=False, clip=False)
         if registers is not None:
             return registers
     sentinel = rmap.spec.sentinel_for(point)
@@ -127,11 +127,13 @@ def raw_limits(register_type: RegisterType, avoid_sentinels: bool = True) -> tup
 
 
 def encode_value(rmap: RegisterMap, point: PointSpec, value: float | int | str,
-                 image: RegisterImage, avoid_sentinels: bool = True) -> list[int] | None:
+                 image: RegisterImage, avoid_sentinels: bool = True, clip: bool = True) -> list[int] | None:
     """Encode an engineering value for serving, without the map's write-range check.
 
     Clips to what the register type can hold (a measured value never wraps round);
-    None when a scale factor is missing or the value does not fit the type.
+    with ``clip=False`` a value that does not fit raises ValueError instead (a map's
+    ``initial`` that cannot be served is a mistake in the map, not a measurement).
+    None when a scale factor is missing or the value is not a finite number.
     """
     if point.type is RegisterType.STRING:
         return encode_raw(str(value), point.type, register_count=point.register_count)
@@ -149,6 +151,8 @@ def encode_value(rmap: RegisterMap, point: PointSpec, value: float | int | str,
         if point.type is not RegisterType.FLOAT32:
             raw = round(raw)
     low, high = raw_limits(point.type, avoid_sentinels)
+    if not clip and not low <= raw <= high:
+        raise ValueError(f"{rmap.id}.{point.name}: {value} does not fit in {point.type.value} at this scale")
     raw = min(max(raw, low), high)
     return encode_raw(raw, point.type, rmap.word_order(point))
 

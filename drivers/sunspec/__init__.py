@@ -17,14 +17,13 @@ from drivers.sunspec.site_image import (
     hybrid_site_map,
     inverter_site_map,
     meter_site_map,
-    register_image,
     site_map,
 )
 
 __all__ = [
     "DEFAULT_BASES", "SUPPORTED_MODELS", "DiscoveredModel", "ModelChain", "ModelPlacement", "SunSpecDevice",
     "UnsupportedModel", "build_map", "builtin_maps", "discover", "hybrid_site_map", "inverter_site_map",
-    "meter_site_map", "model_definition", "model_points", "register_image", "site_map",
+    "meter_site_map", "model_definition", "model_points", "site_map",
 ]
 
 

@@ -3,25 +3,18 @@
 :func:`site_map` places models consecutively (``SunS`` at the base, the first
 model's ``ID`` at base + 2, the end marker after the last) through the same
 :func:`~drivers.sunspec.builder.build_map` that discovery uses.
-:func:`register_image` turns any RegisterMap into contiguous register runs from
-its points' ``initial`` values ("not implemented" where a point has none), which
-a pymodbus ``SimData`` can serve as is.
+The registers an emulator serves for such a map are built by
+:class:`drivers.emulators.image.SiteRegisters`, like those of any other map.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 
-from drivers.maps import PointSpec, RegisterMap
-from drivers.maps.register_map import RegisterSpace
-from drivers.registers import RegisterType, encode_raw
+from drivers.maps import RegisterMap
+from drivers.registers import RegisterType
 from drivers.sunspec.builder import ModelPlacement, build_map
 from drivers.sunspec.models import model_definition
-
-#: Registers of unused space that :func:`register_image` fills with zeros to keep a
-#: run contiguous (SunSpec pads and skipped points); larger gaps split runs.
-MAX_FILLED_GAP = 32
 
 #: Scale factors an emulated SunSpec device serves unless told otherwise:
 #: whole watts and watt-hours, 0.01 Hz and power factor, 0.1 V, 0.01 A, 0.1 %.
@@ -30,9 +23,6 @@ _DEFAULT_SCALE_FACTORS = {
     "InBatV_SF": -1, "ChaState_SF": -1, "SoC_SF": -1, "SoH_SF": -1, "WMaxLimPct_SF": -1, "InOutWRte_SF": -1,
     "MinRsvPct_SF": -1, "Tmp_SF": -1,
 }
-
-#: A run of registers: (start address, values).
-RegisterRun = tuple[int, list[int]]
 
 
 def consecutive_layout(model_ids: Sequence[int], base_address: int = 40000,
@@ -112,63 +102,3 @@ def meter_site_map(base_address: int = 40000) -> RegisterMap:
     return site_map([1, 203], base_address, device_id="sunspec_meter", model_name="emulated meter",
                     serial="HEMS-MTR-0001", initial={
                         "m203_W": 0, "m203_Hz": 50.0, "m203_TotWhImp": 1_000_000, "m203_TotWhExp": 1_000_000})
-
-
-def point_registers(register_map: RegisterMap, point: PointSpec, value: float | int | str | None) -> list[int]:
-    """Encode ``value`` (engineering units, None = "not implemented") as the point's registers.
-
-    The scale factor is taken from the scale-factor point's ``initial`` (0 if
-    unset), which is what an emulator serves for it.
-    """
-    if value is None:
-        sentinel = register_map.spec.sentinel_for(point)
-        if point.type is RegisterType.FLOAT32:
-            return [0x7FC0, 0x0000]  # SunSpec's NaN pattern for "not implemented"
-        if sentinel is None:
-            return [0] * point.register_count
-        return encode_raw(sentinel, _unsigned(point.type))
-    if point.type is RegisterType.STRING:
-        return encode_raw(str(value), point.type, register_count=point.register_count)
-    scale = point.scale
-    if point.scale_factor_point is not None:
-        exponent = register_map.points[point.scale_factor_point].initial
-        scale *= 10.0 ** int(exponent or 0)
-    raw = float(value) * point.sign / scale
-    if point.type is not RegisterType.FLOAT32:
-        raw = round(raw)
-        low, high = _raw_range(point.type)
-        if not low <= raw <= high:
-            raise ValueError(f"{register_map.id}.{point.name}: {value} does not fit in {point.type.value} "
-                             f"at scale {scale:g}")
-    elif not math.isfinite(raw):
-        return [0x7FC0, 0x0000]
-    return encode_raw(raw, point.type, register_map.word_order(point))
-
-
-def register_image(register_map: RegisterMap) -> dict[RegisterSpace, list[RegisterRun]]:
-    """Contiguous register runs per (unit id override, table), from the points' ``initial`` values."""
-    image: dict[RegisterSpace, list[RegisterRun]] = {}
-    for space, points in register_map.spaces().items():
-        runs: list[RegisterRun] = []
-        for point in points:  # sorted by address; the schema forbids overlaps
-            registers = point_registers(register_map, point, point.initial)
-            if runs and point.address - (runs[-1][0] + len(runs[-1][1])) <= MAX_FILLED_GAP:
-                start, values = runs[-1]
-                values.extend([0] * (point.address - (start + len(values))))
-                values.extend(registers)
-            else:
-                runs.append((point.address, list(registers)))
-        image[space] = runs
-    return image
-
-
-def _unsigned(register_type: RegisterType) -> RegisterType:
-    # Sentinels are bit patterns; encode them through the unsigned type of the same width.
-    return {1: RegisterType.UINT16, 2: RegisterType.UINT32, 4: RegisterType.UINT64}[register_type.register_count]
-
-
-def _raw_range(register_type: RegisterType) -> tuple[int, int]:
-    bits = 16 * register_type.register_count
-    if register_type.is_signed:
-        return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
-    return 0, 2**bits - 1

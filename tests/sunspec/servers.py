@@ -6,13 +6,35 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 
+from drivers.emulators.image import MapBinding, SiteRegisters
 from drivers.maps import RegisterMap
-from drivers.sunspec.site_image import RegisterRun, register_image
+from drivers.maps.register_map import RegisterSpace
 from drivers.transport import RetryPolicy
+
+#: A run of registers: (start address, values).
+RegisterRun = tuple[int, list[int]]
 
 #: Short timeouts, no retries: absent bases must not slow the tests down.
 FAST_POLICY = RetryPolicy(timeout_s=0.3, retries=0, reconnect_delay_s=0.05, reconnect_delay_max_s=0.2,
                           reconnect_after_timeouts=1000)
+
+
+def register_image(register_map: RegisterMap) -> dict[RegisterSpace, list[RegisterRun]]:
+    """Contiguous register runs per (unit id override, table), as the emulators build them."""
+    unit_id = register_map.spec.device.default_unit_id
+    binding = MapBinding(register_map, unit_id)
+    site = SiteRegisters()
+    site.add_binding(binding)
+    image: dict[RegisterSpace, list[RegisterRun]] = {}
+    for (unit, table), registers in site.spaces.items():
+        runs: list[RegisterRun] = []
+        for address in sorted(registers):
+            if runs and address == runs[-1][0] + len(runs[-1][1]):
+                runs[-1][1].append(registers[address])
+            else:
+                runs.append((address, [registers[address]]))
+        image[(None if unit == unit_id else unit, table)] = runs
+    return image
 
 
 def runs_of(register_map: RegisterMap) -> list[RegisterRun]:

@@ -11,7 +11,8 @@ from drivers.registers import RegisterType
 from drivers.sunspec import builtin_maps, hybrid_site_map, model_definition, model_points
 from drivers.sunspec.builder import ModelPlacement, build_map, load_role_bindings
 from drivers.sunspec.models import UnsupportedModel
-from drivers.sunspec.site_image import consecutive_layout, register_image, site_map
+from drivers.sunspec.site_image import consecutive_layout, site_map
+from tests.sunspec.servers import register_image
 
 
 def offsets(model_id: int) -> dict[str, int]:
