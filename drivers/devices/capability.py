@@ -48,8 +48,9 @@ class Capability:
         present = [part for part in parts if part is not None]
         if not present:
             return None
-        quality = Quality.GOOD if all(part.usable for part in present) and len(present) == len(parts) else (
-            next((part.quality for part in present if part.quality is not Quality.GOOD), Quality.IMPLAUSIBLE))
+        # A total is only as good as its worst part; a missing phase makes it implausible.
+        flawed = [part.quality for part in present if part.quality is not Quality.GOOD]
+        quality = flawed[0] if flawed else (Quality.GOOD if len(present) == len(parts) else Quality.IMPLAUSIBLE)
         value = sum(float(part.value) for part in present if part.value is not None)
         timestamp_s = min(part.timestamp_s for part in present)
         return Reading(name, value, present[0].unit, timestamp_s, quality)

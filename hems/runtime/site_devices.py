@@ -83,4 +83,4 @@ async def _resolve_map(device: DeviceConfig, connection) -> RegisterMap:
     found = await discover(connection, unit_id)
     if found is None:
         raise DeviceSetupError(f"device {device.name}: no SunSpec device at {connection.endpoint} unit {unit_id}")
-    return found.register_map if hasattr(found, "register_map") else found
+    return found.register_map
