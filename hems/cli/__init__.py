@@ -15,6 +15,8 @@ import sys
 
 # Order is the order shown by ``hems --help``.
 _SUBCOMMAND_MODULES = (
+    "hems.cli.run",
+    "hems.cli.check_config",
     "hems.cli.emulate",
     "hems.cli.scan",
     "hems.cli.read",
