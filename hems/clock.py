@@ -18,7 +18,7 @@ import heapq
 import itertools
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Protocol
 
 
@@ -164,3 +164,8 @@ class VirtualClock:
         while self._sleepers and self._sleepers[0][2].done():
             heapq.heappop(self._sleepers)
 
+
+
+def holding(clock: Clock) -> AbstractContextManager[None]:
+    """While inside, the current task holds simulated time back (a no-op for real clocks)."""
+    return clock.participant() if isinstance(clock, VirtualClock) else nullcontext()

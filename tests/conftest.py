@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.mosquitto import MosquittoBroker, mosquitto_binary
 
 
 async def wait_for(condition: Callable[[], bool | Awaitable[bool]], timeout_s: float = 5.0,
@@ -20,3 +25,12 @@ async def wait_for(condition: Callable[[], bool | Awaitable[bool]], timeout_s: f
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout_s} s")
         await asyncio.sleep(interval_s)
+
+
+@pytest.fixture
+def mosquitto_broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
+    """A fresh mosquitto on 127.0.0.1 and a free port (anonymous, no persistence), stopped by PID."""
+    if mosquitto_binary() is None:
+        pytest.skip("mosquitto is not installed: run scripts/bootstrap.sh or apt-get install mosquitto")
+    with MosquittoBroker(tmp_path / "mosquitto") as broker:
+        yield broker

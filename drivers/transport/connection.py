@@ -9,6 +9,7 @@ dump per failed frame, so its logger is quieted to CRITICAL).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import time
@@ -263,11 +264,15 @@ class ConnectionPool:
         self.policy = policy or RetryPolicy()
         self._connections: dict[Endpoint, ModbusConnection] = {}
 
-    def get(self, endpoint: Endpoint) -> ModbusConnection:
-        """The shared connection for ``endpoint``."""
+    def get(self, endpoint: Endpoint, timeout_s: float | None = None) -> ModbusConnection:
+        """The shared connection for ``endpoint``. ``timeout_s`` overrides the pool's request
+        timeout; devices behind one endpoint share the longest one asked for."""
         connection = self._connections.get(endpoint)
         if connection is None:
-            connection = self._connections[endpoint] = ModbusConnection(endpoint, self.policy)
+            policy = self.policy if timeout_s is None else dataclasses.replace(self.policy, timeout_s=timeout_s)
+            connection = self._connections[endpoint] = ModbusConnection(endpoint, policy)
+        elif timeout_s is not None and timeout_s > connection.policy.timeout_s:
+            connection.policy = dataclasses.replace(connection.policy, timeout_s=timeout_s)
         return connection
 
     def close(self) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from drivers.devices import CAPABILITIES, Capability, CapabilityMissing, MapClient
@@ -43,14 +45,16 @@ class SiteDevices:
         self.pool.close()
 
 
-async def build_site_devices(config: HomeConfig, pool: ConnectionPool | None = None) -> SiteDevices:
-    """Connect nothing yet, but resolve maps (SunSpec: discover) and capabilities."""
+async def build_site_devices(config: HomeConfig, pool: ConnectionPool | None = None,
+                             wall_clock: Callable[[], float] = time.time) -> SiteDevices:
+    """Connect nothing yet, but resolve maps (SunSpec: discover) and capabilities.
+    ``wall_clock`` stamps the readings (the runtime's clock, real or simulated)."""
     site = SiteDevices(pool or ConnectionPool())
     for device in config.device:
-        connection = site.pool.get(_endpoint(device))
+        connection = site.pool.get(_endpoint(device), device.timeout_s)
         register_map = await _resolve_map(device, connection)
         client = MapClient(connection, register_map, unit_id=device.unit_id, name=device.name,
-                           device_id_overrides=device.unit_id_overrides)
+                           device_id_overrides=device.unit_id_overrides, wall_clock=wall_clock)
         kinds = device.capabilities or list(register_map.spec.device.kinds)
         views = []
         for kind in kinds:

@@ -18,6 +18,15 @@ CONFIG = """
 [home]
 id = "cli-test"
 
+[battery]
+capacity_wh = 10000
+max_charge_w = 5000
+max_discharge_w = 5000
+
+[grid]
+import_limit_w = 17000
+export_limit_w = 4000
+
 [[device]]
 name = "hybrid"
 map = "sunspec"

@@ -1,0 +1,180 @@
+"""How the daemon runs: loop periods, control policy, forecasts, storage, metrics, logging and
+the Home Assistant bridge (``[loops]``, ``[control]``, ``[forecast]``, ``[store]``, ``[metrics]``,
+``[logging]``, ``[home_assistant]``). Every key has a default, so each table is optional.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, StrictBool, field_validator, model_validator
+
+from hems.config.base import Section
+from hems.config.errors import config_problem, invalid, out_of_range, show
+from hems.observability.metrics import DEFAULT_METRICS_ADDRESS, DEFAULT_METRICS_PORT
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                       r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+# MQTT topic levels without wildcards (+, #) or empty levels.
+_TOPIC_PREFIX = r"^[A-Za-z0-9_-]+(?:/[A-Za-z0-9_-]+)*$"
+MQTT_DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
+
+
+class LoopsConfig(Section):
+    """``[loops]``: how often the daemon reads, controls and re-plans."""
+
+    #: Seconds between two polls of every device.
+    telemetry_period_s: float = Field(default=5.0, ge=0.5, le=300)
+    #: Seconds between two setpoint decisions; at least one poll per decision.
+    control_period_s: float = Field(default=10.0, ge=1, le=300)
+    #: Re-plan early when the measured SoC differs from the plan's by this fraction of capacity.
+    replan_soc_deviation: float = Field(default=0.05, ge=0.01, le=0.5)
+    #: Seconds that must pass between two early re-plans (a noisy SoC must not re-plan every cycle).
+    replan_min_interval_s: float = Field(default=60.0, ge=0, le=3600)
+
+    @model_validator(mode="after")
+    def _control_not_faster_than_telemetry(self) -> LoopsConfig:
+        # A decision without a new reading in between would act on the same data twice.
+        if self.control_period_s < self.telemetry_period_s:
+            raise config_problem(("control_period_s", out_of_range(
+                self.control_period_s, f">= telemetry_period_s ({show(self.telemetry_period_s)})")))
+        return self
+
+
+class ControlConfig(Section):
+    """``[control]``: the real-time setpoint policy and its safety margins."""
+
+    #: What the devices do when the daemon cannot decide (stale data, no plan): hand control back
+    #: to the devices' own mode ("autonomous") or run the daemon's self-consumption rule.
+    fallback: Literal["autonomous", "self_consumption"] = "autonomous"
+    #: Readings older than this (seconds) never drive a setpoint.
+    stale_after_s: float = Field(default=30.0, ge=1, le=3600)
+    #: Largest change of the battery setpoint per second (W/s).
+    battery_ramp_w_per_s: float = Field(default=1000.0, gt=0, le=100_000)
+    #: Setpoint changes smaller than this (W) are not re-written, except for the dead-man refresh.
+    deadband_w: float = Field(default=25.0, ge=0, le=1000)
+    #: Device-side dead-man timeout (seconds) written where the map has one.
+    setpoint_timeout_s: float = Field(default=60.0, ge=10, le=3600)
+    #: Headroom (W) the control keeps below the export limit and the fuse limit.
+    export_margin_w: float = Field(default=100.0, ge=0, le=5000)
+    #: May the control limit PV output to hold the export limit?
+    curtail_pv: StrictBool = True
+
+
+class ForecastConfig(Section):
+    """``[forecast]``: the load and PV forecasters' starting points."""
+
+    #: Yearly consumption (kWh) that scales the standard load profile until history exists.
+    annual_load_kwh: float = Field(default=3500.0, ge=100, le=100_000)
+    #: Days of measured load the load forecaster learns from.
+    load_history_days: int = Field(default=28, ge=1, le=365)
+    #: Fraction of the clear-sky PV power expected before any PV has been measured.
+    pv_initial_scale: float = Field(default=0.7, ge=0, le=1.5)
+
+
+class StoreConfig(Section):
+    """``[store]``: the SQLite history in ``[home] state_directory``."""
+
+    #: Days after which history, plans and sent messages are deleted.
+    retention_days: float = Field(default=90.0, ge=1, le=3650)
+    #: Width (seconds) of one bucket of stored readings (mean, min, max).
+    bucket_s: int = Field(default=300, ge=60, le=3600)
+
+
+class MetricsConfig(Section):
+    """``[metrics]``: the Prometheus exporter."""
+
+    enabled: StrictBool = True
+    #: Listen address; the loopback default keeps metrics (which show when a home is empty) private.
+    address: str = DEFAULT_METRICS_ADDRESS
+    #: TCP port; 0 picks any free port.
+    port: int = Field(default=DEFAULT_METRICS_PORT, ge=0, le=65535)
+
+    @field_validator("address")
+    @classmethod
+    def _valid_address(cls, value: str) -> str:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            if not _HOSTNAME.match(value):
+                raise config_problem(("", invalid(value, "an IP address or a host name"))) from None
+        return value
+
+
+class LoggingConfig(Section):
+    """``[logging]``: arguments of :func:`hems.observability.logging_setup.setup_logging`."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    #: "keyvalue": ``ts=... level=info msg="..."`` lines; "json": one JSON object per line.
+    format: Literal["keyvalue", "json"] = "keyvalue"
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper_case(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @property
+    def json_format(self) -> bool:
+        """The ``json_format`` argument of ``setup_logging``."""
+        return self.format == "json"
+
+
+class HomeAssistantConfig(Section):
+    """``[home_assistant]``: publish state to Home Assistant over MQTT (discovery)."""
+
+    enabled: StrictBool = False
+    #: ``mqtt://host[:port]`` or ``mqtts://host[:port]`` (TLS); default ports 1883 and 8883.
+    broker: str = "mqtt://127.0.0.1:1883"
+    discovery_prefix: str = Field(default="homeassistant", pattern=_TOPIC_PREFIX)
+    state_topic_prefix: str = Field(default="hems", pattern=_TOPIC_PREFIX)
+    username: str | None = Field(default=None, min_length=1)
+    #: A file holding the broker password (readable by the hems user only); never the password here.
+    password_file: Path | None = None
+    #: Seconds between two state publications.
+    publish_period_s: float = Field(default=30.0, ge=1, le=3600)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_password_in_file(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "password" in data:
+            # The configuration is readable by the service group; a secret belongs in its own file.
+            raise config_problem(("password", ": a password never goes in this file: write it to a file "
+                                              "readable only by the hems user and set password_file"))
+        return data
+
+    @field_validator("broker")
+    @classmethod
+    def _valid_broker(cls, value: str) -> str:
+        allowed = "mqtt://HOST[:PORT] or mqtts://HOST[:PORT]"
+        try:
+            parts = urlsplit(value)
+            port = parts.port
+        except ValueError:
+            raise config_problem(("", invalid(value, allowed))) from None
+        if parts.scheme not in MQTT_DEFAULT_PORTS or not parts.hostname or port == 0 \
+                or parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise config_problem(("", invalid(value, allowed)))
+        if parts.username is not None or parts.password is not None:
+            raise config_problem(("", invalid(value, f"{allowed} without credentials (use username and "
+                                                     "password_file)")))
+        return value
+
+    @property
+    def broker_host(self) -> str:
+        """The broker's host name or address."""
+        return urlsplit(self.broker).hostname or ""
+
+    @property
+    def broker_port(self) -> int:
+        """The broker's TCP port (the scheme's default when none is given)."""
+        parts = urlsplit(self.broker)
+        return parts.port or MQTT_DEFAULT_PORTS[parts.scheme]
+
+    @property
+    def broker_tls(self) -> bool:
+        """True for ``mqtts://``."""
+        return urlsplit(self.broker).scheme == "mqtts"

@@ -1,0 +1,227 @@
+"""One home's daemon: poll -> estimate -> forecast -> plan -> actuate, as asyncio loops.
+
+:class:`HomeRuntime` wires the parts together and owns their lifecycle. Three loops run
+side by side, each with its own period and none ever stacked:
+
+- telemetry (``loops.telemetry_period_s``): poll, estimate, metrics, store, Home Assistant;
+- planning (checked every telemetry period): plan at each slot boundary, on SoC deviation and
+  when there is no plan; the solve runs in a worker thread;
+- control (``loops.control_period_s``, half a telemetry period after it): mode, envelope, writes.
+
+Nothing here is global: the demo and the tests run many homes in one process. ``hems run``
+(hems/cli/run.py) adds signal handling and logging around :meth:`HomeRuntime.run`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from hems.clock import Clock, holding
+from hems.config import HomeConfig
+from hems.control.actuation import SetpointActuator
+from hems.control.controller import ControlDecision, Controller, ControlSettings
+from hems.control.envelope import SafetyLimits
+from hems.control.policy import ControlMode
+from hems.mpc.planner import Planner
+from hems.observability.metrics import HomeMetrics, MetricsExporter, start_exporter
+from hems.observability.notify import Notifier, Watchdog
+from hems.runtime.actuators import build_actuators
+from hems.runtime.estimation import PlausibilityLimits, StateEstimator
+from hems.runtime.forecasting import ForecastProvider, LearnedForecast
+from hems.runtime.loops import PeriodicLoop
+from hems.runtime.planning import PlanInForce, PlanningService
+from hems.runtime.site_devices import SiteDevices, build_site_devices
+from hems.runtime.snapshot import Quantity
+from hems.runtime.status import plan_record, status_line
+from hems.runtime.telemetry import TelemetryService
+from hems.store import AsyncStore
+
+logger = logging.getLogger(__name__)
+
+#: systemd gives a stopping service 10 s (TimeoutStopSec); the devices must be released before.
+RELEASE_TIMEOUT_S = 6.0
+
+
+class HomeRuntime:
+    """The daemon of one home. ``await run()`` until :meth:`request_stop`."""
+
+    def __init__(self, config: HomeConfig, clock: Clock, *, forecast: ForecastProvider | None = None,
+                 environ: Mapping[str, str] | None = None, devices: SiteDevices | None = None,
+                 metrics: HomeMetrics | None = None, hang_after_s: float = 120.0,
+                 start_metrics_exporter: bool = True) -> None:
+        self.config = config
+        self.clock = clock
+        self.site = config.site
+        self.metrics = metrics or HomeMetrics()
+        self.notifier = Notifier(environ)
+        self._environ = environ
+        self._forecast = forecast
+        self._hang_after_s = hang_after_s
+        self._start_metrics_exporter = start_metrics_exporter
+        self.devices = devices
+        self.store: AsyncStore | None = None
+        self.exporter: MetricsExporter | None = None
+        self.telemetry: TelemetryService | None = None
+        self.planning: PlanningService | None = None
+        self.controller: Controller | None = None
+        self.loops: list[PeriodicLoop] = []
+        self.decisions: list[ControlDecision] = []  # the last few, for tests and the status line
+        self.ready = False
+        self._stop_requested = asyncio.Event()
+        self._telemetry_lock = asyncio.Lock()
+        self._watchdog_task: asyncio.Task[None] | None = None
+        self.watchdog: Watchdog | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the store, build devices and planner, start the metrics exporter."""
+        config = self.config
+        self.store = await AsyncStore.in_directory(
+            config.home.state_directory, bucket_s=config.store.bucket_s,
+            retention_days=config.store.retention_days, clock=self.clock.now_s)
+        if self.devices is None:
+            self.devices = await build_site_devices(config, wall_clock=self.clock.now_s)
+        planner = await asyncio.to_thread(Planner, self.site)
+        forecast = self._forecast or LearnedForecast(
+            self.site, config.forecast.annual_load_kwh, config.forecast.load_history_days,
+            config.forecast.pv_initial_scale)
+        self.planning = PlanningService(planner, forecast, config.tariff.prices, self.site.timezone,
+                                        config.loops.replan_soc_deviation, config.loops.replan_min_interval_s)
+        estimator = StateEstimator(PlausibilityLimits.from_site(self.site), on_rejected=self.metrics.reading_rejected)
+        self.telemetry = TelemetryService(self.devices, estimator, self.metrics, self.store, planner.step_s,
+                                          on_slot_finished=self.planning.observe_slot)
+        batteries, pv_inverters = build_actuators(self.devices, config.control, self._record_setpoint)
+        self.controller = Controller(
+            SafetyLimits.from_site(self.site, config.control.export_margin_w),
+            ControlSettings(
+                control_period_s=config.loops.control_period_s,
+                max_reading_age_s=min(config.control.stale_after_s, 1.5 * config.loops.telemetry_period_s + 1.0),
+                fallback=ControlMode(config.control.fallback),
+                battery_ramp_w_per_s=config.control.battery_ramp_w_per_s,
+                curtail_pv=config.control.curtail_pv),
+            batteries, pv_inverters)
+        if config.metrics.enabled and self._start_metrics_exporter:
+            self.exporter = start_exporter(self.metrics.registry, config.metrics.address, config.metrics.port)
+        logger.info("home %s started: %d device(s), %d battery and %d PV output(s) under control",
+                    config.home.id, len(self.devices.clients), len(batteries), len(pv_inverters))
+
+    async def run(self) -> None:
+        """Start, run the loops until :meth:`request_stop`, then shut down safely."""
+        with holding(self.clock):  # simulated time waits for the start-up (discovery, planner build)
+            await self.start()
+        try:
+            self._start_loops()
+            await self._stop_requested.wait()
+        finally:
+            await self.shutdown()
+
+    def request_stop(self) -> None:
+        """Ask :meth:`run` to stop (signal handlers call this)."""
+        self._stop_requested.set()
+
+    def _start_loops(self) -> None:
+        loops = self.config.loops
+        overrun = self.metrics.loop_overrun
+        # Planning and control run just after a telemetry cycle, so they see a fresh snapshot;
+        # control also waits for a poll that takes longer than the offset (the telemetry lock).
+        offset_s = min(1.0, loops.telemetry_period_s / 4)
+        self.loops = [
+            PeriodicLoop("telemetry", loops.telemetry_period_s, self._telemetry_cycle, self.clock, overrun,
+                         self._hang_after_s),
+            PeriodicLoop("planning", loops.telemetry_period_s, self._planning_cycle, self.clock, overrun,
+                         self._hang_after_s, start_offset_s=offset_s / 2),
+            PeriodicLoop("control", loops.control_period_s, self._control_cycle, self.clock, overrun,
+                         self._hang_after_s, start_offset_s=offset_s),
+        ]
+        for loop in self.loops:
+            loop.start()
+        self.watchdog = Watchdog.from_environment(self.notifier, self.healthy, self._environ)
+        if self.watchdog is not None:
+            self._watchdog_task = self.watchdog.start()
+
+    async def shutdown(self) -> None:
+        """STOPPING=1, stop the loops, return the devices to autonomous mode, flush, close."""
+        self.notifier.stopping("stopping: returning devices to autonomous mode")
+        if self._watchdog_task is not None:
+            self._watchdog_task.cancel()
+        for loop in self.loops:
+            await loop.stop()
+        if self.controller is not None:
+            try:
+                released = await asyncio.wait_for(self.controller.release_all(self.clock.now_s(), force=True),
+                                                  RELEASE_TIMEOUT_S)
+            except asyncio.TimeoutError:
+                released = False
+            if released:
+                logger.info("devices returned to autonomous mode")
+            else:
+                logger.warning("not every device confirmed autonomous mode; their dead-man timeouts apply")
+        if self.exporter is not None:
+            self.exporter.stop()
+        if self.store is not None:
+            await self.store.close()
+        if self.devices is not None:
+            self.devices.close()
+
+    def healthy(self) -> bool:
+        """True while no loop is hung (the watchdog's condition)."""
+        return all(loop.healthy for loop in self.loops)
+
+    # -- loop bodies ----------------------------------------------------------------------
+
+    async def _telemetry_cycle(self) -> None:
+        assert self.telemetry is not None
+        async with self._telemetry_lock:
+            await self.telemetry.cycle(self.clock.now_s())
+
+    async def _planning_cycle(self) -> None:
+        assert self.telemetry is not None and self.planning is not None and self.store is not None
+        now_s = self.clock.now_s()
+        snapshot = self.telemetry.snapshot
+        if snapshot.get(Quantity.GRID_IMPORT_W) is None:
+            return  # nothing measured yet: a plan from defaults would only mislead
+        reason = self.planning.reason_to_plan(snapshot, now_s)
+        if reason is not None:
+            in_force = await self.planning.plan(snapshot, now_s)
+            plan = in_force.plan
+            self.metrics.observe_solve(plan.solve_ms / 1000.0, plan.status)
+            logger.debug("planned (%s): %s by %s in %.0f ms", reason, plan.status, plan.solver, plan.solve_ms)
+            await self.store.save_plan(in_force.start_s, plan.status, plan.solve_ms / 1000.0,
+                                       plan_record(in_force), created_at_s=now_s)
+            if not self.ready:
+                self.ready = True
+                self.notifier.ready(status_line(snapshot, in_force, None))
+        if self.planning.current is not None:
+            self.metrics.set_plan_age(now_s - self.planning.current.made_at_s)
+
+    async def _control_cycle(self) -> None:
+        assert self.telemetry is not None and self.controller is not None and self.planning is not None
+        async with self._telemetry_lock:
+            now_s = self.clock.now_s()
+            in_force = self.planning.current
+            step = in_force.step_at(now_s) if in_force is not None else None
+            decision = await self.controller.cycle(self.telemetry.snapshot, step, now_s)
+        self.decisions = (self.decisions + [decision])[-100:]
+        self.notifier.status(status_line(self.telemetry.snapshot, in_force, decision))
+
+    @property
+    def plan_in_force(self) -> PlanInForce | None:
+        """The current plan, if any."""
+        return None if self.planning is None else self.planning.current
+
+    async def _record_setpoint(self, device: str, output: str, value_w: float | None, read_back_ok: bool,
+                               at_s: float) -> None:
+        if self.store is None:
+            return
+        role = output if value_w is not None else f"{output}:autonomous"
+        await self.store.record_setpoint(device, role, 0.0 if value_w is None else value_w, read_back_ok,
+                                         written_at_s=at_s)
+
+    def describe(self) -> dict[str, Any]:
+        """Counters for tests and `hems run --once`-style diagnostics."""
+        return {loop.name: {"iterations": loop.iterations, "overruns": loop.overruns, "errors": loop.errors}
+                for loop in self.loops}

@@ -1,0 +1,174 @@
+"""A real mosquitto broker for tests: its own config, a free port on 127.0.0.1, stopped by its PID.
+
+Pitfalls this helper avoids (docs in /work/shared/notes/libraries.md, "Brokers for tests"):
+
+- with an explicit ``listener``, anonymous clients are refused unless ``allow_anonymous true``;
+- started as root, mosquitto drops to the user ``mosquitto`` and then cannot read files in a root-owned
+  temp dir, so the config says ``user root`` when we are root;
+- a leftover broker silently holding a port makes a test meaningless, so every broker gets a fresh
+  port and is stopped by its own PID, never by name.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+#: How often to retry with a new port when the one we picked was taken between probing and binding.
+PORT_ATTEMPTS = 3
+
+
+class MosquittoError(RuntimeError):
+    """The broker could not be started; the message carries its log."""
+
+
+def mosquitto_binary() -> str | None:
+    """Path of the mosquitto executable (PATH, then /usr/sbin where Debian puts it), or None."""
+    found = shutil.which("mosquitto")
+    if found is not None:
+        return found
+    fallback = Path("/usr/sbin/mosquitto")
+    return str(fallback) if fallback.is_file() and os.access(fallback, os.X_OK) else None
+
+
+def free_tcp_port(host: str = "127.0.0.1") -> int:
+    """A port that was free a moment ago (the kernel picks it; the caller must cope with a race)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+class MosquittoBroker:
+    """One mosquitto process listening on ``host:port``, configured under ``directory``.
+
+    ``password_file`` and ``acl_file`` (paths in mosquitto's own formats) switch authentication and
+    authorisation on; ``allow_anonymous`` stays true unless ``allow_anonymous=False`` is passed.
+    ``extra_config`` lines are appended verbatim. Persistence is off: every broker starts empty.
+    Use as a context manager or call ``start()`` / ``stop()``.
+    """
+
+    host = "127.0.0.1"
+
+    def __init__(self, directory: Path, *, password_file: Path | None = None, acl_file: Path | None = None,
+                 allow_anonymous: bool = True, extra_config: Sequence[str] = (),
+                 binary: str | None = None) -> None:
+        resolved = binary or mosquitto_binary()
+        if resolved is None:
+            raise MosquittoError("mosquitto is not installed (apt-get install mosquitto)")
+        self.binary = resolved
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.config_path = self.directory / "mosquitto.conf"
+        self.log_path = self.directory / "mosquitto.log"
+        self.password_file = password_file
+        self.acl_file = acl_file
+        self.allow_anonymous = allow_anonymous
+        self.extra_config = tuple(extra_config)
+        self.port = 0
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """``mqtt://127.0.0.1:PORT``."""
+        return f"mqtt://{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        """PID of the running broker, None when stopped."""
+        return None if self._process is None else self._process.pid
+
+    @property
+    def running(self) -> bool:
+        """True while the broker process is alive."""
+        return self._process is not None and self._process.poll() is None
+
+    def log_text(self) -> str:
+        """What mosquitto wrote to its log so far (for failure messages)."""
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def _write_config(self) -> None:
+        lines = [
+            f"listener {self.port} {self.host}",
+            f"allow_anonymous {'true' if self.allow_anonymous else 'false'}",
+            "persistence false",
+            "log_dest stderr",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "log_type information",
+            "connection_messages true",
+        ]
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            # As root mosquitto would switch to the user "mosquitto", who cannot read our temp files.
+            lines.append("user root")
+        if self.password_file is not None:
+            lines.append(f"password_file {self.password_file}")
+        if self.acl_file is not None:
+            lines.append(f"acl_file {self.acl_file}")
+        lines.extend(self.extra_config)
+        self.config_path.write_text("\n".join(lines) + "\n")
+
+    def start(self, timeout_s: float = 5.0) -> MosquittoBroker:
+        """Start the broker and return once its port accepts TCP connections.
+
+        Raises ``MosquittoError`` with the broker's log when it exits or does not listen in time.
+        """
+        if self.running:
+            return self
+        last_error = ""
+        for _ in range(PORT_ATTEMPTS):
+            self.port = free_tcp_port(self.host)
+            self._write_config()
+            with self.log_path.open("ab") as log:
+                # stderr to a file, not a pipe: nobody reads a pipe during the test and a full pipe
+                # would block the broker.
+                self._process = subprocess.Popen([self.binary, "-c", str(self.config_path)],
+                                                 stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+            if self._wait_listening(timeout_s):
+                return self
+            last_error = self.log_text()
+            self._terminate()
+            if "Address already in use" not in last_error:
+                break
+        raise MosquittoError(f"mosquitto did not start on {self.host}:{self.port}:\n{last_error}")
+
+    def _wait_listening(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._process is None or self._process.poll() is not None:
+                return False
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.2):
+                    return True
+            except OSError:
+                time.sleep(0.005)
+        return False
+
+    def _terminate(self, timeout_s: float = 5.0) -> None:
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=timeout_s)
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop the broker by its PID: SIGTERM, wait, SIGKILL if it does not exit in ``timeout_s``."""
+        self._terminate(timeout_s)
+
+    def __enter__(self) -> MosquittoBroker:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
