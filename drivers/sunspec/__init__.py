@@ -30,7 +30,7 @@ __all__ = [
 def builtin_maps() -> dict[str, RegisterMap]:
     """Emulatable SunSpec devices by name, all at base address 40000 (built fresh on each call)."""
     return {
-        "sunspec_hybrid": hybrid_site_map(),
+        "sunspec_hybrid": hybrid_site_map(with_battery_model=True),
         "sunspec_inverter": inverter_site_map(),
         "sunspec_meter": meter_site_map(),
     }

@@ -90,10 +90,14 @@ class ModbusConnection:
     """
 
     def __init__(self, endpoint: Endpoint, policy: RetryPolicy | None = None,
-                 monotonic: Callable[[], float] = time.monotonic, rng: random.Random | None = None) -> None:
+                 monotonic: Callable[[], float] = time.monotonic, rng: random.Random | None = None,
+                 backoff_clock: Callable[[], float] | None = None) -> None:
+        """``monotonic`` times the bus (always real time); ``backoff_clock`` schedules reconnect
+        attempts (a simulated clock in accelerated runs; default ``monotonic``)."""
         self.endpoint = endpoint
         self.policy = policy or RetryPolicy()
         self._monotonic = monotonic
+        self._backoff_clock = backoff_clock or monotonic
         self._rng = rng or random.Random()
         self._lock = asyncio.Lock()
         self._client: AsyncModbusTcpClient | AsyncModbusSerialClient | None = None
@@ -132,7 +136,7 @@ class ModbusConnection:
     async def _ensure_connected(self) -> None:
         if self._connected:
             return
-        now = self._monotonic()
+        now = self._backoff_clock()
         if now < self._next_connect_at:
             raise DeviceUnavailable(f"{self.endpoint} is disconnected; next attempt in "
                                     f"{self._next_connect_at - now:.1f} s")
@@ -151,7 +155,7 @@ class ModbusConnection:
             delay = self.policy.backoff_s(self.policy.reconnect_delay_s, self._reconnect_attempt,
                                           self.policy.reconnect_delay_max_s, self._rng)
             self._reconnect_attempt += 1
-            self._next_connect_at = self._monotonic() + delay
+            self._next_connect_at = self._backoff_clock() + delay
             if self._reconnect_attempt == 1:
                 logger.warning("cannot connect to %s (%s); retrying with backoff", self.endpoint, detail)
             raise DeviceUnavailable(f"cannot connect to {self.endpoint}: {detail}")
@@ -171,7 +175,7 @@ class ModbusConnection:
             logger.warning("lost connection to %s", self.endpoint)
             if self._client is not None:
                 self._client.close()
-            self._next_connect_at = self._monotonic() + self.policy.backoff_s(
+            self._next_connect_at = self._backoff_clock() + self.policy.backoff_s(
                 self.policy.reconnect_delay_s, 0, self.policy.reconnect_delay_max_s, self._rng)
         for callback in self.on_connection_change:
             callback(connected)
@@ -260,8 +264,11 @@ class ConnectionPool:
     in one process, each with its own pool.
     """
 
-    def __init__(self, policy: RetryPolicy | None = None) -> None:
+    def __init__(self, policy: RetryPolicy | None = None,
+                 backoff_clock: Callable[[], float] = time.monotonic) -> None:
+        """``backoff_clock`` schedules reconnect attempts (a simulated clock in accelerated runs)."""
         self.policy = policy or RetryPolicy()
+        self._backoff_clock = backoff_clock
         self._connections: dict[Endpoint, ModbusConnection] = {}
 
     def get(self, endpoint: Endpoint, timeout_s: float | None = None) -> ModbusConnection:
@@ -270,7 +277,7 @@ class ConnectionPool:
         connection = self._connections.get(endpoint)
         if connection is None:
             policy = self.policy if timeout_s is None else dataclasses.replace(self.policy, timeout_s=timeout_s)
-            connection = self._connections[endpoint] = ModbusConnection(endpoint, policy)
+            connection = self._connections[endpoint] = ModbusConnection(endpoint, policy, backoff_clock=self._backoff_clock)
         elif timeout_s is not None and timeout_s > connection.policy.timeout_s:
             connection.policy = dataclasses.replace(connection.policy, timeout_s=timeout_s)
         return connection

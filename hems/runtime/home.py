@@ -84,7 +84,8 @@ class HomeRuntime:
             config.home.state_directory, bucket_s=config.store.bucket_s,
             retention_days=config.store.retention_days, clock=self.clock.now_s)
         if self.devices is None:
-            self.devices = await build_site_devices(config, wall_clock=self.clock.now_s)
+            self.devices = await build_site_devices(config, wall_clock=self.clock.now_s,
+                                                    backoff_clock=self.clock.monotonic_s)
         planner = await asyncio.to_thread(Planner, self.site)
         forecast = self._forecast or LearnedForecast(
             self.site, config.forecast.annual_load_kwh, config.forecast.load_history_days,
@@ -99,7 +100,7 @@ class HomeRuntime:
             SafetyLimits.from_site(self.site, config.control.export_margin_w),
             ControlSettings(
                 control_period_s=config.loops.control_period_s,
-                max_reading_age_s=min(config.control.stale_after_s, 1.5 * config.loops.telemetry_period_s + 1.0),
+                max_reading_age_s=min(config.control.stale_after_s, 1.5 * config.loops.telemetry_period_s),
                 fallback=ControlMode(config.control.fallback),
                 battery_ramp_w_per_s=config.control.battery_ramp_w_per_s,
                 curtail_pv=config.control.curtail_pv),

@@ -46,10 +46,12 @@ class SiteDevices:
 
 
 async def build_site_devices(config: HomeConfig, pool: ConnectionPool | None = None,
-                             wall_clock: Callable[[], float] = time.time) -> SiteDevices:
+                             wall_clock: Callable[[], float] = time.time,
+                             backoff_clock: Callable[[], float] = time.monotonic) -> SiteDevices:
     """Connect nothing yet, but resolve maps (SunSpec: discover) and capabilities.
-    ``wall_clock`` stamps the readings (the runtime's clock, real or simulated)."""
-    site = SiteDevices(pool or ConnectionPool())
+    ``wall_clock`` stamps the readings and ``backoff_clock`` times the reconnect backoff (the
+    runtime's clock, real or simulated)."""
+    site = SiteDevices(pool or ConnectionPool(backoff_clock=backoff_clock))
     for device in config.device:
         connection = site.pool.get(_endpoint(device), device.timeout_s)
         register_map = await _resolve_map(device, connection)

@@ -36,7 +36,7 @@ name = "hybrid"
 map = "sunspec"
 tcp = "127.0.0.1:{port}"
 unit_id = 1
-timeout_s = 0.3
+timeout_s = {device_timeout_s}
 
 [battery]
 capacity_wh = 10000
@@ -50,7 +50,7 @@ backup_reserve_soc = {backup_reserve_soc}
 soc_initial = 0.5
 
 [grid]
-import_limit_w = 15000
+import_limit_w = {import_limit_w}
 export_limit_w = {export_limit_w}
 
 [pv]
@@ -72,7 +72,8 @@ control_period_s = {control_period_s}
 
 [control]
 fallback = "self_consumption"
-stale_after_s = 120
+stale_after_s = {stale_after_s}
+setpoint_timeout_s = {setpoint_timeout_s}
 
 [metrics]
 enabled = false
@@ -81,8 +82,9 @@ enabled = false
 
 def home_config(state_directory: Path, port: int, **overrides: float) -> HomeConfig:
     """The test home's configuration with ``overrides`` of the template's placeholders."""
-    values = {"backup_reserve_soc": 0.2, "export_limit_w": 4000, "telemetry_period_s": 30,
-              "control_period_s": 30, **overrides}
+    values = {"backup_reserve_soc": 0.2, "export_limit_w": 4000, "import_limit_w": 15000,
+              "telemetry_period_s": 30, "control_period_s": 30, "stale_after_s": 120, "setpoint_timeout_s": 60,
+              "device_timeout_s": 0.3, **overrides}
     text = CONFIG.format(state_directory=state_directory, port=port, **values)
     return HomeConfig.model_validate(tomllib.loads(text))
 
@@ -120,6 +122,7 @@ class Samples:
     soc: list[float] = field(default_factory=list)
     battery_w: list[float] = field(default_factory=list)
     remote_active: list[bool] = field(default_factory=list)
+    pv_curtailed_w: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -169,6 +172,7 @@ async def run_until(runtime: HomeRuntime, clock: VirtualClock, until_s: float, s
                 samples.soc.append(plant.battery.soc_pct / 100.0)
                 samples.battery_w.append(flows.battery_charge_w)
                 samples.remote_active.append(plant.remote_active())
+                samples.pv_curtailed_w.append(flows.pv_available_w - flows.pv_w)
     finally:
         runtime.request_stop()
         await asyncio.wait_for(task, 30)
