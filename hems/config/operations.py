@@ -136,6 +136,10 @@ class HomeAssistantConfig(Section):
     password_file: Path | None = None
     #: Seconds between two state publications.
     publish_period_s: float = Field(default=30.0, ge=1, le=3600)
+    #: Currency of the planned-cost sensor (ISO 4217 code).
+    currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
+    #: CA bundle for an ``mqtts://`` broker with a private CA; unset: the system CAs.
+    ca_file: Path | None = None
 
     @model_validator(mode="before")
     @classmethod

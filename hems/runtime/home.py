@@ -19,6 +19,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from drivers.devices import Battery, EvCharger, GridMeter, HeatPump, PvInverter
 from hems.clock import Clock, holding
 from hems.config import HomeConfig
 from hems.control.actuation import SetpointActuator
@@ -26,6 +27,8 @@ from hems.control.controller import ControlDecision, Controller, ControlSettings
 from hems.control.envelope import SafetyLimits
 from hems.control.policy import ControlMode
 from hems.mpc.planner import Planner
+from hems.observability.home_assistant import HomeAssistantPublisher
+from hems.observability.home_assistant_payloads import HomeAssistantSettings
 from hems.observability.metrics import HomeMetrics, MetricsExporter, start_exporter
 from hems.observability.notify import Notifier, Watchdog
 from hems.runtime.actuators import build_actuators
@@ -74,6 +77,7 @@ class HomeRuntime:
         self._telemetry_lock = asyncio.Lock()
         self._watchdog_task: asyncio.Task[None] | None = None
         self.watchdog: Watchdog | None = None
+        self.home_assistant: HomeAssistantPublisher | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -105,6 +109,8 @@ class HomeRuntime:
                 battery_ramp_w_per_s=config.control.battery_ramp_w_per_s,
                 curtail_pv=config.control.curtail_pv),
             batteries, pv_inverters)
+        if config.home_assistant.enabled:
+            self.home_assistant = await self._start_home_assistant()
         if config.metrics.enabled and self._start_metrics_exporter:
             self.exporter = start_exporter(self.metrics.registry, config.metrics.address, config.metrics.port)
         logger.info("home %s started: %d device(s), %d battery and %d PV output(s) under control",
@@ -161,6 +167,8 @@ class HomeRuntime:
                 logger.info("devices returned to autonomous mode")
             else:
                 logger.warning("not every device confirmed autonomous mode; their dead-man timeouts apply")
+        if self.home_assistant is not None:
+            await self.home_assistant.stop()
         if self.exporter is not None:
             self.exporter.stop()
         if self.store is not None:
@@ -177,7 +185,12 @@ class HomeRuntime:
     async def _telemetry_cycle(self) -> None:
         assert self.telemetry is not None
         async with self._telemetry_lock:
-            await self.telemetry.cycle(self.clock.now_s())
+            now_s = self.clock.now_s()
+            snapshot = await self.telemetry.cycle(now_s)
+        if self.home_assistant is not None and self.home_assistant.due(now_s):
+            in_force = self.plan_in_force
+            await self.home_assistant.publish(snapshot, None if in_force is None else in_force.plan,
+                                              None if in_force is None else in_force.made_at_s)
 
     async def _planning_cycle(self) -> None:
         assert self.telemetry is not None and self.planning is not None and self.store is not None
@@ -221,6 +234,39 @@ class HomeRuntime:
         role = output if value_w is not None else f"{output}:autonomous"
         await self.store.record_setpoint(device, role, 0.0 if value_w is None else value_w, read_back_ok,
                                          written_at_s=at_s)
+
+    async def _start_home_assistant(self) -> HomeAssistantPublisher:
+        section = self.config.home_assistant
+        password = None
+        if section.password_file is not None:
+            text = await asyncio.to_thread(section.password_file.read_text, encoding="utf-8")
+            password = text.strip()
+        settings = HomeAssistantSettings(
+            broker=section.broker, discovery_prefix=section.discovery_prefix,
+            state_topic_prefix=section.state_topic_prefix, username=section.username, password=password,
+            publish_period_s=section.publish_period_s, currency=section.currency,
+            ca_file=None if section.ca_file is None else str(section.ca_file))
+        publisher = HomeAssistantPublisher(settings, self.config.home.id, self.clock.now_s,
+                                           quantities=self._quantities_present(),
+                                           stale_after_s=self.config.control.stale_after_s)
+        await publisher.start()
+        return publisher
+
+    def _quantities_present(self) -> set[Quantity]:
+        """The site quantities some configured device (or the P1 meter) provides."""
+        assert self.devices is not None
+        by_kind = {
+            GridMeter: (Quantity.GRID_IMPORT_W, Quantity.GRID_IMPORT_ENERGY_WH, Quantity.GRID_EXPORT_ENERGY_WH),
+            PvInverter: (Quantity.PV_POWER_W, Quantity.PV_ENERGY_WH),
+            Battery: (Quantity.BATTERY_CHARGE_W, Quantity.BATTERY_SOC),
+            EvCharger: (Quantity.EV_POWER_W, Quantity.EV_CONNECTED),
+            HeatPump: (Quantity.HEAT_PUMP_POWER_W,),
+        }
+        present = {quantity for kind, quantities in by_kind.items() if self.devices.of_kind(kind)
+                   for quantity in quantities}
+        if self.config.p1 is not None:
+            present.update(by_kind[GridMeter])
+        return present
 
     def describe(self) -> dict[str, Any]:
         """Counters for tests and `hems run --once`-style diagnostics."""

@@ -105,7 +105,7 @@ def pv_after(state: SiteState, limit: float | None) -> float:
 
 # -- the core safety property ----------------------------------------------------------------------
 
-@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cases())
 def test_envelope_result_is_always_inside_the_local_limits(case):
     """For any finite state, any desired setpoints and any valid limits (see the strategies), the
@@ -164,7 +164,7 @@ def test_envelope_result_is_always_inside_the_local_limits(case):
     assert len(set(result.clamped_by)) == len(result.clamped_by)
 
 
-@settings(max_examples=2000, deadline=None)
+@settings(max_examples=800, deadline=None)
 @given(cases())
 def test_envelope_reasons_name_each_limit_that_changed_the_value(case):
     """With ``d`` the desired battery power (NaN and infinities count as 0, the idle command):
