@@ -2,54 +2,67 @@
 
 The site is the hardware-in-the-loop home of tests/hil/site.py: a SunSpec hybrid inverter
 (models 1, 103, 120, 123, 124, 203, 802; PV 5 kWp, battery 10 kWh) served by ``EmulatorServer``
-over real Modbus TCP on 127.0.0.1, with the daemon's default loop periods (telemetry 5 s,
-control 10 s, 15-minute plans of 96 slots), the production forecast (``LearnedForecast``) and
-the defaults of ``[control]``. Three measurements, one run:
+over real Modbus TCP on 127.0.0.1. The daemon runs with its default loop periods (telemetry 5 s,
+control 10 s, 96 x 15-minute plans), the defaults of ``[control]`` (stale_after_s 30,
+setpoint_timeout_s 60, deadband 25 W) and the production forecast (``LearnedForecast``), unlike
+tests/hil/site.py (30 s periods, perfect forecast). Three measurements, one run:
 
 1. **CPU seconds per simulated hour** (accelerated, deterministic). ``HomeRuntime`` runs on a
    ``VirtualClock`` in the main thread; the emulator runs in a second thread with its own event
    loop, its plant reading the same virtual clock (time stands still while the daemon awaits the
-   socket, as in tests/hil/site.py). The kernel accounts CPU per thread, so the attribution
-   needs no profiler and no replay: ``daemon = process CPU (time.process_time) - emulator
-   thread CPU (time.thread_time inside that thread)``, over ``--hours`` simulated hours after a
-   30-minute warm-up (start-up, SunSpec discovery, planner build and the first plan are
-   excluded). The daemon figure is split into its event-loop thread (poll, estimate, store
-   calls, control, writes) and its other threads (the MPC solve in ``asyncio.to_thread``, the
-   SQLite worker). The bench's own sleeper task in the main thread is one wake-up per
-   simulated hour; it is counted as daemon and is negligible. The emulator's own share
-   (pymodbus server, register encoding, plant) is reported for reference.
+   socket, as in tests/hil/site.py). The kernel accounts CPU per thread, so the attribution needs
+   no profiler and no replay: daemon = process CPU (``time.process_time``) - emulator thread CPU
+   (``time.thread_time`` asked inside that thread), over ``--hours`` simulated hours after a
+   30-minute warm-up (start-up, SunSpec discovery, planner build and the first plan excluded).
+   The daemon figure is split into its event-loop thread (poll, estimate, store calls, control,
+   writes) and its other threads (the plan in ``asyncio.to_thread``, whose CPU is also taken in
+   that thread by wrapping ``PlanningService._plan_blocking``; the SQLite worker; the metrics
+   exporter, whose own CPU is read from /proc/self/task/TID/schedstat). The bench's sleeper task
+   in the main thread wakes twice in the window and is negligible.
 
-   Validation in real time: ``python -m hems run --config FILE`` as a subprocess (SystemClock)
+   Validation in real time: ``python -m hems run --config FILE`` as a subprocess (SystemClock),
    against ``python -m hems emulate sunspec_hybrid`` in another process, same site, same
-   periods; from READY (sd_notify on a socket of ours) for ``--window`` seconds, the daemon's
-   utime + stime from /proc/PID/stat (all threads, 10 ms ticks), extrapolated to one hour and
-   as % of one core. The metrics endpoint is scraped just before and just after the window
-   (outside it) to count the plans and overruns inside it.
+   periods, metrics exporter on and NOTIFY_SOCKET set as under systemd. From READY (sd_notify to
+   a socket of ours) + 1 s, for ``--window`` seconds: the CPU of each of the daemon's threads
+   (/proc/PID/task/TID/schedstat, ns; /proc/PID/stat ticks as a cross-check), extrapolated to an
+   hour and as % of one core. The metrics endpoint is scraped just before and just after the
+   window (outside it) to count its plans and overruns. The figure is compared with what the
+   accelerated run predicts for the same window: its per-hour figure without plans and without
+   the exporter's idle polling, plus that polling at its real-time rate (prometheus_client wakes
+   every 0.5 s of real time), plus the plans in the window. This subprocess runs while
+   measurement 3 runs in this process (both mostly idle; it keeps the bench under 5 minutes).
 
-2. **Peak RSS**: the same subprocess, VmHWM (peak since start, start-up included) and VmRSS at
-   READY and at the end of the window, against the same figures of a bare
-   ``python -c "import cvxpy, pymodbus, numpy"`` measured in the same run (the limit: what
-   the imports alone cost), and of ``import hems.cli.run, hems.runtime.home`` (the daemon's own
-   imports, nothing started).
+2. **Peak RSS**: the same subprocess: VmHWM (peak since start, start-up included) and VmRSS at
+   READY and after the window, against a bare ``python -c "import cvxpy, pymodbus, numpy"``
+   measured in the same run (the limit: what the imports alone cost), and a fresh interpreter
+   taken through the daemon's stages (its imports, the planner built, the first forecast, the
+   first plan) to show where the difference comes from.
 
 3. **Reading -> setpoint written** (real time). ``HomeRuntime`` on the SystemClock in this
    process against an emulator subprocess, with the shortest periods the config allows
-   (telemetry 0.5 s, control 1 s: scheduled offset min(1 s, 0.5 s / 4) = 0.125 s; at the
-   default periods it is 1 s), ``deadband_w = 0`` (every control cycle whose setpoint moved
-   writes) and ``setpoint_timeout_s = 10``. Measured from outside the daemon code, by wrapping
-   the runtime's loop bodies and each actuator's write callable (``SetpointActuator._write``,
-   i.e. ``Battery.set_charge_power``: the strategy's point writes, each with its scale-factor
-   read and read-back). Per written setpoint, in ``time.time()`` (the clock that stamps the
-   readings): ``reading`` = ``measured_at_s`` of the snapshot's grid reading (stamped by
-   ``MapClient.poll`` when the poll's last block arrived; the hybrid is one device, so every
-   quantity shares it), ``control start``, ``write start``, ``write end`` (read-back
-   included). Figures: from poll completion (write end - reading), excluding the scheduled
-   offset (write end - max(reading, control start)), the write alone, and the requests it took.
-   The limit: a bare pymodbus client on the same emulator, right after the daemon stops: one
-   single-register read (fc 3), one single-register write (fc 6), and the exact request
-   sequence the daemon sent for one setpoint, replayed; interleaved, ``--raw-rounds`` rounds.
+   (telemetry 0.5 s, control 1 s: scheduled offset min(1 s, 0.5 s / 4) = 0.125 s; at the default
+   periods it is 1 s), ``deadband_w = 0`` and ``setpoint_timeout_s = 10``, and the emulator's
+   plant at 10x real time (``--speed 10``) so that the setpoint moves, and is written, in every
+   control cycle (the daemon itself runs in real time). Measured from outside the daemon code,
+   by wrapping the runtime's loop bodies (instance attributes) and, after ``start()``, each
+   actuator's write callable (``SetpointActuator._write`` = ``Battery.set_charge_power``: the
+   SunSpec model 124 strategy's four point writes, each read back, two with a scale-factor read)
+   and the connection's ``read``/``write`` (to record the requests). Per written setpoint, in
+   ``time.time()`` (the clock that stamps readings): ``reading`` = ``measured_at_s`` of the
+   snapshot's grid reading (stamped by ``MapClient.poll`` when the poll's last block arrived; one
+   device, so every quantity shares it), ``control start``, ``write start``, ``write end``
+   (read-back included). Figures: from poll completion (write end - reading), excluding the
+   scheduled offset (write end - max(reading, control start)), and the write alone.
+   The limit: a bare pymodbus client on the same emulator, measured in the same run in two ways.
+   (a) While the daemon runs, in each control period when the daemon is idle (0.25 s and 0.6 s
+   after the control cycle started, the poll and the write being over): one single-register read
+   (fc 3), then alternately one single-register write (fc 6) or the daemon's whole request
+   sequence for one setpoint, replayed with the values the daemon just wrote (the same command
+   again, so the plant does not change). Like the daemon's write, these start after the emulator
+   has been idle for a while, which on this VM costs ~0.7 ms per first request (wake-up).
+   (b) After the daemon stopped, ``--raw-rounds`` rounds back to back (hot, the best case).
 
-Run: .venv/bin/python bench/bench_daemon.py [--hours 4] [--window 60] [--cycles 200] [--json]
+Run: .venv/bin/python bench/bench_daemon.py [--hours 4] [--window 180] [--cycles 200] [--json]
 (about 4.5 minutes on the 2-core machine with the defaults). Prints a summary, or one JSON
 object with --json; bench/RESULTS.md records the figures with machine and date.
 """
@@ -273,10 +286,13 @@ async def accelerated_cpu(hours: float, start_hour: float) -> dict:
             assert runtime.ready, "no plan after the warm-up"
             before = _counts(runtime, emulator)
             plans_before = len(plan_cpu_s)
+            exporter_tid = runtime.exporter.thread.native_id
+            exporter0 = proc_threads_cpu_s(os.getpid())[exporter_tid]
             wall0, process0, main0, emu0 = time.perf_counter(), time.process_time(), time.thread_time(), emulator.cpu_s()
             await clock.sleep_until_s(start_s + WARMUP_S + hours * HOUR_S)
             emu1 = emulator.cpu_s()
             wall1, process1, main1 = time.perf_counter(), time.process_time(), time.thread_time()
+            exporter1 = proc_threads_cpu_s(os.getpid())[exporter_tid]
             after = _counts(runtime, emulator)
             window_plans = plan_cpu_s[plans_before:]
         finally:
@@ -296,6 +312,9 @@ async def accelerated_cpu(hours: float, start_hour: float) -> dict:
         "plans_cpu_s_per_hour": per_hour(sum(window_plans)),
         "daemon_without_plans_cpu_s_per_hour": per_hour(daemon_s - sum(window_plans)),
         "plan_cpu_ms": quantiles(window_plans, digits=1),
+        # prometheus_client's serve_forever wakes every 0.5 s of real time: a cost per real hour.
+        "metrics_exporter_idle_cpu_s_per_real_hour": round((exporter1 - exporter0) / (wall1 - wall0) * HOUR_S, 3),
+        "metrics_exporter_cpu_s_in_window": round(exporter1 - exporter0, 4),
         "emulator_cpu_s_per_hour": per_hour(emulator_s),
         "daemon_percent_of_one_core_at_real_time": round(100 * daemon_s / (hours * HOUR_S), 3),
         "daemon_cpu_ms_per_telemetry_cycle": round(1e3 * daemon_s / max(counts["telemetry_cycles"], 1), 2),
@@ -484,12 +503,16 @@ def real_time_daemon(window_s: float, start_hour: float, directory: Path) -> dic
     cpu, ended = window_cpu_s(threads0, threads1)
     if ended:
         cpu = ticks1 - ticks0
+    main_thread = threads1.get(daemon.pid, 0.0) - threads0.get(daemon.pid, 0.0)
+    others = sorted((round(seconds - threads0.get(tid, 0.0), 4) for tid, seconds in threads1.items()
+                     if tid != daemon.pid), reverse=True)
     emulator_cpu, _ = window_cpu_s(emu0, emu1)
     log_text = (directory / "daemon.log").read_text()
     return {
         "window_s": round(elapsed, 1), "ready_after_s": round(ready_s, 2), "startup_cpu_s": round(startup_cpu, 2),
         "daemon_cpu_s": round(cpu, 4), "daemon_cpu_s_per_hour": round(cpu * HOUR_S / elapsed, 2),
         "daemon_percent_of_one_core": round(100 * cpu / elapsed, 2),
+        "event_loop_thread_cpu_s": round(main_thread, 4), "other_threads_cpu_s": others,
         "daemon_cpu_s_from_ticks": round(ticks1 - ticks0, 2), "threads_ended_in_window": ended,
         "emulator_cpu_s_per_hour": round(emulator_cpu * HOUR_S / elapsed, 2),
         "control_cycles": receiver.status_messages_between(t0, t1),
@@ -776,7 +799,8 @@ def main() -> None:
     parser.add_argument("--hours", type=float, default=4.0, help="simulated hours of the accelerated run (default 4)")
     parser.add_argument("--start-hour", type=float, default=8.0,
                         help="hour (UTC) the runs start at; the accelerated run measures from 30 min later")
-    parser.add_argument("--window", type=float, default=60.0, help="real-time steady-state window, s (default 60)")
+    parser.add_argument("--window", type=float, default=180.0,
+                        help="real-time steady-state window of `hems run`, s (default 180; runs alongside the latency)")
     parser.add_argument("--cycles", type=int, default=200, help="control cycles for the latency (default 200)")
     parser.add_argument("--raw-rounds", type=int, default=300, help="back-to-back bare pymodbus rounds (default 300)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -786,7 +810,7 @@ def main() -> None:
         footprint()
         return
     started = time.perf_counter()
-    result: dict = {"machine": machine(), "command": " ".join([Path(sys.executable).name] + sys.argv)}
+    result: dict = {"machine": machine(), "command": " ".join([os.path.relpath(sys.executable)] + sys.argv)}
     result["import_memory_mb"] = {
         "import cvxpy, pymodbus, numpy": bare_import_memory("import cvxpy, pymodbus, numpy"),
         **staged_footprint(),
@@ -806,10 +830,19 @@ def main() -> None:
         result["real_time"], result["latency"] = asyncio.run(real_time_parts(Path(directory)))
     accelerated, real = result["accelerated"], result["real_time"]
     # Like for like: the accelerated figure without plans, plus the plans the window held.
-    expected = (accelerated["daemon_without_plans_cpu_s_per_hour"] * real["window_s"] / HOUR_S
+    # Like for like: the accelerated figure without plans and without the exporter's idle polling
+    # (which costs per real hour, not per simulated hour), plus that polling at its real-time rate,
+    # plus the plans the window held.
+    exporter_per_simulated_hour = accelerated["metrics_exporter_cpu_s_in_window"] / accelerated["simulated_hours"]
+    expected = ((accelerated["daemon_without_plans_cpu_s_per_hour"] - exporter_per_simulated_hour)
+                * real["window_s"] / HOUR_S
+                + accelerated["metrics_exporter_idle_cpu_s_per_real_hour"] * real["window_s"] / HOUR_S
                 + real["plans"] * accelerated["plan_cpu_ms"]["median"] / 1e3)
     real["expected_from_accelerated_cpu_s"] = round(expected, 4)
     real["ratio_to_expected"] = round(real["daemon_cpu_s"] / expected, 2)
+    expected_loop = accelerated["daemon_event_loop_thread_cpu_s_per_hour"] * real["window_s"] / HOUR_S
+    real["event_loop_thread_expected_cpu_s"] = round(expected_loop, 4)
+    real["event_loop_thread_ratio_to_expected"] = round(real["event_loop_thread_cpu_s"] / expected_loop, 2)
     result["total_wall_s"] = round(time.perf_counter() - started, 1)
     if arguments.json:
         print(json.dumps(result, indent=1))
@@ -830,7 +863,9 @@ def print_summary(result: dict) -> None:
           f"{real['daemon_cpu_s_per_hour']} s/h = {real['daemon_percent_of_one_core']} % of one core "
           f"(expected from the accelerated run {real['expected_from_accelerated_cpu_s']} s, ratio "
           f"{real['ratio_to_expected']}); plans {real['plans']}, control cycles {real['control_cycles']}, "
-          f"overruns {real['overruns']}")
+          f"overruns {real['overruns']}; event-loop thread {real['event_loop_thread_cpu_s']} s (expected "
+          f"{real['event_loop_thread_expected_cpu_s']}, ratio {real['event_loop_thread_ratio_to_expected']}), "
+          f"other threads {real['other_threads_cpu_s']}")
     print(f"2. memory: daemon {real['memory_at_ready_mb']} at READY, {real['memory_after_window_mb']} after the "
           f"window; {result['import_memory_mb']}")
     print(f"3. reading -> setpoint ({latency['setpoints_written']} setpoints in {latency['control_cycles']} cycles, "

@@ -152,6 +152,9 @@ class VirtualClock:
             return
         self._now_s = max(self._now_s, self._sleepers[0][0])
         self._wake_due()
+        # The woken may all be bystanders that do not hold time: look again once they have run.
+        if self._sleepers:
+            self._schedule_advance()
 
     def _wake_due(self) -> None:
         self._drop_cancelled()

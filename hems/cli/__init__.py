@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 
 # Order is the order shown by ``hems --help``.
@@ -46,11 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``hems`` console script; returns the process exit code."""
     parser = build_parser()
     arguments = parser.parse_args(argv)
-    logging.basicConfig(
-        level=arguments.log_level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    from hems.observability.logging_setup import setup_logging
+
+    # key=value lines on stderr for every command; `hems run` re-configures from its file.
+    setup_logging(arguments.log_level.upper())
     return int(arguments.handler(arguments) or 0)
 
 

@@ -115,6 +115,13 @@ class HomeConfig(Section):
         """The MPC's site parameters (battery, grid, pv, ev, heat pump, mpc, location, zone)."""
         return self._site
 
+    @property
+    def reading_max_age_s(self) -> float:
+        """How old a reading may be and still drive a setpoint (``control.stale_after_s``, by
+        default two telemetry periods)."""
+        configured = self.control.stale_after_s
+        return 2 * self.loops.telemetry_period_s if configured is None else configured
+
     def load_forecast_config(self) -> LoadForecastConfig:
         """The load forecaster's settings from ``[forecast]`` and ``[home] timezone``."""
         from hems.forecast.load import LoadForecastConfig
@@ -169,9 +176,15 @@ def _timing_problems(config: HomeConfig) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
     # One failed poll must not make every reading stale, so allow two telemetry periods.
     stale_minimum = 2 * config.loops.telemetry_period_s
-    if config.control.stale_after_s < stale_minimum:
+    if config.control.stale_after_s is not None and config.control.stale_after_s < stale_minimum:
         problems.append(("control.stale_after_s", out_of_range(
             config.control.stale_after_s, f">= 2 x loops.telemetry_period_s ({show(stale_minimum)})")))
+    # A margin this wide would leave no room between the import and the export limit.
+    grid = config.grid
+    if 2 * config.control.export_margin_w >= grid.import_limit_w + grid.export_limit_w:
+        problems.append(("control.export_margin_w", out_of_range(
+            config.control.export_margin_w,
+            f"< (grid.import_limit_w + grid.export_limit_w) / 2 ({show((grid.import_limit_w + grid.export_limit_w) / 2)})")))
     # The device must keep a setpoint across one missed refresh, or it flaps to its own mode.
     timeout_minimum = 2 * config.loops.control_period_s
     if config.control.setpoint_timeout_s < timeout_minimum:

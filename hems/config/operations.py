@@ -51,8 +51,9 @@ class ControlConfig(Section):
     #: What the devices do when the daemon cannot decide (stale data, no plan): hand control back
     #: to the devices' own mode ("autonomous") or run the daemon's self-consumption rule.
     fallback: Literal["autonomous", "self_consumption"] = "autonomous"
-    #: Readings older than this (seconds) never drive a setpoint.
-    stale_after_s: float = Field(default=30.0, ge=1, le=3600)
+    #: Readings older than this (seconds) never drive a setpoint; unset: two telemetry periods
+    #: (:meth:`HomeConfig.reading_max_age_s`), so a lost device is noticed within one control period.
+    stale_after_s: float | None = Field(default=None, ge=1, le=3600)
     #: Largest change of the battery setpoint per second (W/s).
     battery_ramp_w_per_s: float = Field(default=1000.0, gt=0, le=100_000)
     #: Setpoint changes smaller than this (W) are not re-written, except for the dead-man refresh.

@@ -46,6 +46,11 @@ class SafetyLimits:
     margin_w: float = 100.0
     pv_peak_w: float | None = None
 
+    def __post_init__(self) -> None:
+        if 2 * self.margin_w >= self.import_limit_w + self.export_limit_w:
+            raise ValueError(f"margin_w = {self.margin_w}: must be < (import_limit_w + export_limit_w) / 2 "
+                             f"= {(self.import_limit_w + self.export_limit_w) / 2}")
+
     @property
     def soc_floor(self) -> float:
         """The lowest SoC the daemon may discharge to."""
@@ -136,7 +141,7 @@ def apply_envelope(desired: Setpoints, state: SiteState, limits: SafetyLimits,
     # which the site would reach the export limit. It is written once the PV could reach it
     # before the next cycle (within PV_RISE_SHARE of the peak), and while a limit is held it
     # tracks the site until it is no longer needed, instead of switching on and off.
-    pv_limit_w = desired.pv_limit_w
+    pv_limit_w = desired.pv_limit_w if desired.pv_limit_w is None or math.isfinite(desired.pv_limit_w) else None
     export_excess_w = -(base_w + charge_w) - (limits.export_limit_w - limits.margin_w)
     export_bound_w = max(0.0, state.pv_power_w - export_excess_w)
     rise_w = PV_RISE_SHARE * limits.pv_peak_w if limits.pv_peak_w else PV_RISE_UNKNOWN_PEAK_W
@@ -151,6 +156,19 @@ def apply_envelope(desired: Setpoints, state: SiteState, limits: SafetyLimits,
                             else pv_limit_w >= state.pv_power_w + 2 * rise_w)
         if no_longer_needed:
             pv_limit_w = None
+
+    # 5: curtailment the plan asked for (negative prices) must not pull the site over the fuse:
+    # discharge to cover it, and where the battery cannot, curtail less.
+    curtailed_w = 0.0 if pv_limit_w is None else max(0.0, state.pv_power_w - pv_limit_w)
+    fuse_excess_w = base_w + charge_w + curtailed_w - (limits.import_limit_w - limits.margin_w)
+    if curtailed_w > 0 and fuse_excess_w > 0:
+        reasons.append("import_limit")
+        charge_w = max(charge_w - fuse_excess_w, min(charge_w, -discharge_cap_w))
+        fuse_excess_w = base_w + charge_w + curtailed_w - (limits.import_limit_w - limits.margin_w)
+        if fuse_excess_w > 0 and pv_limit_w is not None:
+            pv_limit_w = pv_limit_w + min(fuse_excess_w, curtailed_w)
+            if pv_limit_w >= state.pv_power_w and state.pv_limit_w is None:
+                pv_limit_w = None
     return EnvelopeResult(Setpoints(charge_w, pv_limit_w), tuple(dict.fromkeys(reasons)))
 
 

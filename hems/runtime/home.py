@@ -104,7 +104,7 @@ class HomeRuntime:
             SafetyLimits.from_site(self.site, config.control.export_margin_w),
             ControlSettings(
                 control_period_s=config.loops.control_period_s,
-                max_reading_age_s=min(config.control.stale_after_s, 1.5 * config.loops.telemetry_period_s),
+                max_reading_age_s=config.reading_max_age_s,
                 fallback=ControlMode(config.control.fallback),
                 battery_ramp_w_per_s=config.control.battery_ramp_w_per_s,
                 curtail_pv=config.control.curtail_pv),
@@ -248,7 +248,7 @@ class HomeRuntime:
             ca_file=None if section.ca_file is None else str(section.ca_file))
         publisher = HomeAssistantPublisher(settings, self.config.home.id, self.clock.now_s,
                                            quantities=self._quantities_present(),
-                                           stale_after_s=self.config.control.stale_after_s)
+                                           stale_after_s=self.config.reading_max_age_s)
         await publisher.start()
         return publisher
 

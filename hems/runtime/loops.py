@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 
@@ -78,7 +79,7 @@ class PeriodicLoop:
                 next_start_s += self.period_s
                 now_s = self._clock.monotonic_s()
                 if now_s > next_start_s:
-                    missed = int((now_s - next_start_s) // self.period_s) + 1
+                    missed = math.ceil((now_s - next_start_s) / self.period_s)
                     self.overruns += 1
                     logger.warning("loop %s overran its period of %.1f s by %.1f s; skipping %d tick(s)",
                                    self.name, self.period_s, now_s - next_start_s + self.period_s, missed)

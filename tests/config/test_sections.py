@@ -14,7 +14,7 @@ def test_defaults_of_every_optional_section():
     assert config.loops.model_dump() == {"telemetry_period_s": 5.0, "control_period_s": 10.0,
                                          "replan_soc_deviation": 0.05, "replan_min_interval_s": 60.0}
     assert config.control.model_dump() == {
-        "fallback": "autonomous", "stale_after_s": 30.0, "battery_ramp_w_per_s": 1000.0, "deadband_w": 25.0,
+        "fallback": "autonomous", "stale_after_s": None, "battery_ramp_w_per_s": 1000.0, "deadband_w": 25.0,
         "setpoint_timeout_s": 60.0, "export_margin_w": 100.0, "curtail_pv": True}
     assert config.forecast.model_dump() == {"annual_load_kwh": 3500.0, "load_history_days": 28,
                                             "pv_initial_scale": 0.7}
@@ -25,7 +25,8 @@ def test_defaults_of_every_optional_section():
     assert not config.logging.json_format
     assert config.home_assistant.model_dump() == {
         "enabled": False, "broker": "mqtt://127.0.0.1:1883", "discovery_prefix": "homeassistant",
-        "state_topic_prefix": "hems", "username": None, "password_file": None, "publish_period_s": 30.0}
+        "state_topic_prefix": "hems", "username": None, "password_file": None, "publish_period_s": 30.0,
+        "currency": "EUR", "ca_file": None}
     assert config.tariff.import_price_per_kwh == 0.30 and config.tariff.export_price_per_kwh == 0.08
     assert config.tariff.period == ()
     assert config.device == [] and config.p1 is None

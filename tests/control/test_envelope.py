@@ -36,13 +36,14 @@ KNOWN_REASONS = {"max_charge", "max_discharge", "soc_max", "soc_reserve", "impor
 def safety_limits(draw) -> SafetyLimits:
     """Valid limits: soc_min < soc_max, reserve in [0, 1], positive powers, export >= 0, margin >= 0,
     and a margin small enough that the fuse band and the export band overlap
-    (``import_limit - margin >= -(export_limit - margin)``; see test_inconsistent_margin_*)."""
+    (``import_limit - margin > -(export_limit - margin)``; wider margins are refused)."""
     soc_min = draw(st.floats(0.0, 0.9))
     soc_max = draw(st.floats(soc_min + 0.01, 1.0))
     import_limit = draw(st.floats(500.0, 50_000.0))
     export_limit = draw(st.one_of(st.just(0.0), st.floats(0.0, 30_000.0)))
     margin = draw(st.one_of(st.just(0.0), st.just(100.0),
-                            st.floats(0.0, min(5000.0, (import_limit + export_limit) / 2))))
+                            st.floats(0.0, min(5000.0, (import_limit + export_limit) / 2),
+                                      exclude_max=True)))
     return SafetyLimits(
         capacity_wh=draw(st.floats(500.0, 100_000.0)),
         max_charge_w=draw(st.floats(100.0, 20_000.0)),
@@ -380,27 +381,14 @@ def test_ramp_property(ramp_w_per_s, last_w, target_w, elapsed_s):
     assert min(last_w, target_w) <= value <= max(last_w, target_w)
 
 
-# -- bugs found (xfail strict: each turns into a failure once fixed, then drop the mark) ------------
+# -- regressions of bugs found and fixed ----------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG hems/control/envelope.py apply_envelope, step 4: a NaN desired pv_limit_w survives "
-    "`export_bound_w < pv_limit_w` (False for NaN) and `max(0.0, nan)` returns 0.0, so NaN becomes "
-    "full curtailment (0 W) without a reason, while a NaN battery request becomes idle. Fix: at the "
-    "top, `pv_limit_w = desired.pv_limit_w if desired.pv_limit_w is not None and not "
-    "math.isnan(desired.pv_limit_w) else None`."))
 def test_nan_pv_limit_request_is_no_curtailment():
     state = SiteState(grid_import_w=500, battery_charge_w=0, battery_soc=0.5, pv_power_w=3_000)
     result = envelope(0.0, state, pv_limit_w=math.nan)
     assert result.setpoints.pv_limit_w is None  # today: 0.0, i.e. 3 kW of PV switched off
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG hems/control/envelope.py apply_envelope: the fuse clamp (step 3) uses the grid with the "
-    "PV as it is now, but a requested PV limit (the plan's curtailment) is passed through in step 4 "
-    "unchecked against the fuse; cutting PV raises the import by the PV cut off. Fix: after step 4 "
-    "predict `grid = base + (pv - min(pv, pv_limit)) + charge`; if it exceeds import_limit - margin, "
-    "first lower charge_w (down to -discharge_cap), then raise pv_limit_w to "
-    "`pv - (import_limit - margin - base - charge_w)` (or None when >= pv), reason 'import_limit'."))
 def test_requested_pv_curtailment_never_pushes_the_site_over_the_fuse():
     # House 20 kW, PV 5 kW: grid 15 kW under a 17 kW fuse. The plan asks to curtail PV to 0 W.
     state = SiteState(grid_import_w=15_000, battery_charge_w=0, battery_soc=0.5, pv_power_w=5_000)
@@ -410,17 +398,9 @@ def test_requested_pv_curtailment_never_pushes_the_site_over_the_fuse():
     assert grid_after <= LIMITS.import_limit_w - LIMITS.margin_w + TOL_W  # today: 20 kW
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (config validation) hems/control/envelope.py apply_envelope step 3 with "
-    "hems/config/operations.py ControlConfig.export_margin_w (0..5000, independent of the limits): "
-    "when margin > (import_limit + export_limit) / 2 the export bound -(export - margin) lies above "
-    "the fuse bound; the export clamp runs last and makes the battery charge from the grid up to "
-    "+(margin - export), here over the fuse itself. Fix: reject 2 * margin >= import + export in the "
-    "config (naming control.export_margin_w), or let the fuse clamp win (apply it after the export "
-    "clamp)."))
-def test_an_oversized_margin_never_makes_the_battery_import_over_the_fuse():
-    limits = SafetyLimits(capacity_wh=10_000, max_charge_w=5_000, max_discharge_w=5_000, soc_min=0.05, soc_max=0.95,
-                          backup_reserve_soc=0.0, import_limit_w=3_000, export_limit_w=0.0, margin_w=4_000)
-    state = SiteState(grid_import_w=0.0, battery_charge_w=0.0, battery_soc=0.5)
-    result = envelope(0.0, state, limits=limits)
-    assert state.grid_without_battery_w + result.setpoints.battery_charge_w <= limits.import_limit_w  # today: 4 kW
+def test_a_margin_wider_than_the_gap_between_the_limits_is_refused():
+    """With margin > (import + export) / 2 the export bound would lie above the fuse bound and
+    the export clamp would charge the battery over the fuse: such limits are refused."""
+    with pytest.raises(ValueError, match="margin_w"):
+        SafetyLimits(capacity_wh=10_000, max_charge_w=5_000, max_discharge_w=5_000, soc_min=0.05, soc_max=0.95,
+                     backup_reserve_soc=0.0, import_limit_w=3_000, export_limit_w=0.0, margin_w=4_000)

@@ -12,6 +12,7 @@ import contextlib
 import os
 import socket
 import sqlite3
+import string
 import subprocess
 import sys
 import tempfile
@@ -53,11 +54,14 @@ def write_daemon_config(directory: Path, device_port: int, metrics_port: int, *,
                         control_period_s: float = 2, stale_after_s: float = 5,
                         setpoint_timeout_s: float = 30) -> Path:
     """tests/hil/site.py's home with short periods and the metrics exporter on; returns the file."""
-    values = {"state_directory": directory / "state", "port": device_port, "backup_reserve_soc": 0.2,
-              "import_limit_w": 15000, "export_limit_w": 4000, "telemetry_period_s": telemetry_period_s,
-              "control_period_s": control_period_s, "stale_after_s": stale_after_s,
-              "setpoint_timeout_s": setpoint_timeout_s}
-    text = CONFIG.format_map(values)  # keys the template does not use are ignored
+    values = {"state_directory": directory / "state", "port": device_port, "device_timeout_s": 0.5,
+              "backup_reserve_soc": 0.2, "import_limit_w": 15000, "export_limit_w": 4000,
+              "telemetry_period_s": telemetry_period_s, "control_period_s": control_period_s,
+              "stale_after_s": stale_after_s, "setpoint_timeout_s": setpoint_timeout_s}
+    placeholders = {name for _, name, _, _ in string.Formatter().parse(CONFIG) if name}
+    unknown = placeholders - set(values)
+    assert not unknown, f"tests/hil/site.py CONFIG has new placeholders {sorted(unknown)}: give them values here"
+    text = CONFIG.format_map(values)
     metrics_off = "[metrics]\nenabled = false"
     assert text.count(metrics_off) == 1, "tests/hil/site.py CONFIG changed: no [metrics] enabled = false"
     text = text.replace(metrics_off, f'[metrics]\nenabled = true\naddress = "127.0.0.1"\nport = {metrics_port}')

@@ -84,7 +84,7 @@ def home_config(state_directory: Path, port: int, extra_toml: str = "", **overri
     """The test home's configuration with ``overrides`` of the template's placeholders and
     ``extra_toml`` sections appended."""
     values = {"backup_reserve_soc": 0.2, "export_limit_w": 4000, "import_limit_w": 15000,
-              "telemetry_period_s": 30, "control_period_s": 30, "stale_after_s": 120, "setpoint_timeout_s": 60,
+              "telemetry_period_s": 30, "control_period_s": 30, "stale_after_s": 60, "setpoint_timeout_s": 60,
               "device_timeout_s": 0.3, **overrides}
     text = CONFIG.format(state_directory=state_directory, port=port, **values) + extra_toml
     return HomeConfig.model_validate(tomllib.loads(text))

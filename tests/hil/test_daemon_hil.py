@@ -113,7 +113,7 @@ async def test_a_device_timeout_falls_back_within_one_control_period_and_recover
     fault_at_s = start_s + HOUR_S + 2.5
     clear_at_s = fault_at_s + 5 * 60
     async with hil_site(start_s=start_s) as site:
-        config = home_config(tmp_path, site.port, telemetry_period_s=5, control_period_s=10, stale_after_s=30,
+        config = home_config(tmp_path, site.port, telemetry_period_s=5, control_period_s=10, stale_after_s=10,
                              setpoint_timeout_s=60, device_timeout_s=0.1)
         runtime = HomeRuntime(config, site.clock, forecast=PlantForecast(site.plant),
                               start_metrics_exporter=False)

@@ -78,13 +78,6 @@ async def test_non_participant_sleepers_are_woken_but_do_not_hold_time():
     assert seen["after_work"] == 10.0
 
 
-@pytest.mark.xfail(strict=True, raises=asyncio.TimeoutError, reason=(
-    "BUG hems/clock.py VirtualClock._advance_if_idle: when the earliest wake-up belongs to a "
-    "non-participant, it wakes only that sleeper and schedules no further advance; every "
-    "participant is still asleep, nobody calls sleep() again, and simulated time stops for good "
-    "(here at 3.5 while the participant waits for 4). Fix: at the end of _advance_if_idle, "
-    "`if self._sleepers: self._schedule_advance()` (woken participants' tasks run first, as their "
-    "wake-ups were queued before it, so they still hold time while they work)."))
 async def test_a_non_participant_waking_between_participant_ticks_does_not_stop_time():
     clock = VirtualClock(T0)
 
@@ -272,11 +265,6 @@ async def test_an_iteration_of_exactly_one_period_is_no_overrun():
     assert body.starts == [0.0, 10.0, 20.0] and loop.overruns == 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG hems/runtime/loops.py PeriodicLoop._run: `missed = int((now_s - next_start_s) // "
-    "period_s) + 1` skips one boundary too many when an iteration ends exactly on a boundary "
-    "(iteration 0 -> 20 with period 10: next start 30 instead of 20, log says 'skipping 2 tick(s)' "
-    "though only 10 was skipped). Fix: `missed = math.ceil((now_s - next_start_s) / period_s)`."))
 async def test_an_iteration_ending_exactly_on_a_boundary_starts_the_next_one_there():
     clock = VirtualClock(T0)
     body = Body(clock, {0: lambda: clock.sleep(20.0)})
