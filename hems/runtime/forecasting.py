@@ -8,6 +8,7 @@ when they want to separate the control from the forecast error.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -17,7 +18,6 @@ import numpy as np
 from hems.forecast.error import MaeTracker
 from hems.forecast.load import LoadForecastConfig, LoadForecaster
 from hems.forecast.pv import PvForecastConfig, PvForecaster
-from hems.mpc.site import SiteConfig
 
 
 @dataclass(frozen=True)
@@ -41,17 +41,29 @@ class ForecastProvider(Protocol):
 class LearnedForecast:
     """Load from history, PV from clear sky times a learned scale; tracks each forecast's MAE."""
 
-    def __init__(self, site: SiteConfig, annual_load_kwh: float = 3500.0, load_history_days: int = 28,
-                 pv_initial_scale: float = 0.7) -> None:
-        self.load = LoadForecaster(LoadForecastConfig(
-            annual_kwh=annual_load_kwh, timezone=site.timezone, history_days=load_history_days,
-            slot_s=site.mpc.step_s if 86_400 % site.mpc.step_s == 0 else 900))
-        self.pv = PvForecaster(PvForecastConfig(
-            latitude_deg=site.latitude_deg, longitude_deg=site.longitude_deg, arrays=site.pv.arrays,
-            initial_scale=pv_initial_scale)) if site.pv.arrays else None
-        self.step_s = site.mpc.step_s
+    def __init__(self, load: LoadForecastConfig, pv: PvForecastConfig | None, step_s: int) -> None:
+        """``pv`` None: the site has no PV arrays configured (the PV forecast is zero);
+        ``step_s`` is the planner's slot length (PV is observed at slot midpoints)."""
+        self.load = LoadForecaster(load)
+        self.pv = PvForecaster(pv) if pv is not None and pv.arrays else None
+        self.step_s = step_s
         self.load_error = MaeTracker()
         self.pv_error = MaeTracker()
+
+    def restore(self, load_history: Sequence[tuple[datetime, float]],
+                pv_history: Sequence[tuple[datetime, float]]) -> None:
+        """Learn from stored history after a restart: average powers at the given instants
+        (PV at interval midpoints). The clear sky is computed once for all PV instants."""
+        for instant, load_w in load_history:
+            self.load.observe(instant, load_w)
+        if self.pv is not None and pv_history:
+            clear_sky_w = self.pv.clear_sky_w([instant for instant, _ in pv_history])
+            for (instant, pv_w), clear_w in zip(pv_history, clear_sky_w):
+                self.pv.observe(instant, pv_w, float(clear_w))
+
+    def mean_absolute_errors_w(self) -> dict[str, float]:
+        """Rolling MAE of the load and PV forecasts (NaN before the first scored slot)."""
+        return {"load": self.load_error.mae_w, "pv": self.pv_error.mae_w}
 
     def forecast(self, start: datetime, steps: int, step_s: int, now: datetime) -> SiteForecast:
         """Load and PV forecasts; the issued values are remembered for the MAE."""

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+from datetime import datetime, timezone
 from collections.abc import Mapping
 from typing import Any
 
@@ -39,7 +41,7 @@ from hems.runtime.planning import PlanInForce, PlanningService
 from hems.runtime.site_devices import SiteDevices, build_site_devices
 from hems.runtime.snapshot import Quantity
 from hems.runtime.status import plan_record, status_line
-from hems.runtime.telemetry import TelemetryService
+from hems.runtime.telemetry import HOUSE_LOAD_W, SITE, TelemetryService
 from hems.store import AsyncStore
 
 logger = logging.getLogger(__name__)
@@ -91,9 +93,11 @@ class HomeRuntime:
             self.devices = await build_site_devices(config, wall_clock=self.clock.now_s,
                                                     backoff_clock=self.clock.monotonic_s)
         planner = await asyncio.to_thread(Planner, self.site)
-        forecast = self._forecast or LearnedForecast(
-            self.site, config.forecast.annual_load_kwh, config.forecast.load_history_days,
-            config.forecast.pv_initial_scale)
+        forecast = self._forecast
+        if forecast is None:
+            forecast = LearnedForecast(config.load_forecast_config(), config.pv_forecast_config(),
+                                       self.site.mpc.step_s)
+            await self._restore_history(forecast)
         self.planning = PlanningService(planner, forecast, config.tariff.prices, self.site.timezone,
                                         config.loops.replan_soc_deviation, config.loops.replan_min_interval_s)
         estimator = StateEstimator(PlausibilityLimits.from_site(self.site), on_rejected=self.metrics.reading_rejected)
@@ -211,6 +215,10 @@ class HomeRuntime:
                 self.notifier.ready(status_line(snapshot, in_force, None))
         if self.planning.current is not None:
             self.metrics.set_plan_age(now_s - self.planning.current.made_at_s)
+        if isinstance(self.planning.forecast, LearnedForecast):
+            for quantity, mae_w in self.planning.forecast.mean_absolute_errors_w().items():
+                if math.isfinite(mae_w):
+                    self.metrics.set_forecast_mae(quantity, mae_w)
 
     async def _control_cycle(self) -> None:
         assert self.telemetry is not None and self.controller is not None and self.planning is not None
@@ -234,6 +242,23 @@ class HomeRuntime:
         role = output if value_w is not None else f"{output}:autonomous"
         await self.store.record_setpoint(device, role, 0.0 if value_w is None else value_w, read_back_ok,
                                          written_at_s=at_s)
+
+    async def _restore_history(self, forecast: LearnedForecast) -> None:
+        """Feed the stored history to a fresh forecaster, so a restart does not forget the home."""
+        assert self.store is not None
+        since_s = self.clock.now_s() - self.config.forecast.load_history_days * 86_400.0
+        half_bucket_s = self.config.store.bucket_s / 2
+
+        def instant(bucket_start_s: float) -> datetime:
+            return datetime.fromtimestamp(bucket_start_s, tz=timezone.utc)
+
+        loads = await self.store.readings(SITE, HOUSE_LOAD_W, since_s=since_s)
+        pv = await self.store.readings(SITE, Quantity.PV_POWER_W.value, since_s=since_s)
+        await asyncio.to_thread(
+            forecast.restore, [(instant(b.bucket_start_s), b.mean) for b in loads],
+            [(instant(b.bucket_start_s + half_bucket_s), b.mean) for b in pv])
+        if loads:
+            logger.info("forecast history restored: %d load and %d PV intervals", len(loads), len(pv))
 
     async def _start_home_assistant(self) -> HomeAssistantPublisher:
         section = self.config.home_assistant
