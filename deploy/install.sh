@@ -127,7 +127,10 @@ ensure_venv() {
     fi
     if change "install hems from $SOURCE_DIR into $VENV"; then
         "$venv/bin/python" -m pip install --quiet --no-cache-dir --upgrade pip
-        "$venv/bin/python" -m pip install --quiet --no-cache-dir "$SOURCE_DIR"
+        "$venv/bin/python" -m pip install --quiet --no-cache-dir "${SOURCE_DIR}[p1]"
+        # The journal handler; it needs libsystemd-dev and a compiler, and hems works without it.
+        "$venv/bin/python" -m pip install --quiet --no-cache-dir "${SOURCE_DIR}[p1,systemd]" ||
+            echo "install.sh: systemd-python not installed; hems logs to stderr (journald keeps it)" >&2
         echo "$digest" > "$venv/.hems-source"
     fi
     return 0

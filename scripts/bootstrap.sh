@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-system_packages=(mosquitto socat libsystemd-dev pkg-config python3-venv systemd shellcheck)
+system_packages=(mosquitto socat libsystemd-dev pkg-config gcc python3-dev python3-venv systemd shellcheck)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     missing=()
     for package in "${system_packages[@]}"; do
@@ -28,5 +28,9 @@ stamp=.venv/.hems-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/python -m pip install -q --upgrade pip
     .venv/bin/python -m pip install -q -e ".[test,data,p1,plot]"
+    # systemd-python (the journal handler) is compiled against libsystemd; without a compiler or
+    # the headers hems logs to stderr, which journald captures just the same.
+    .venv/bin/python -m pip install -q -e ".[systemd]" ||
+        echo "bootstrap: systemd-python not installed (needs libsystemd-dev, pkg-config, a C compiler); logging to stderr" >&2
     touch "$stamp"
 fi

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from drivers.devices.battery_control import BatteryControlStrategy, strategy_for
+from drivers.devices.battery_control import BatteryControlStrategy, strategy_for, timeout_register_value
 from drivers.devices.capability import Capability, CapabilityMissing
 from drivers.maps import Role
 from drivers.readings import Reading
@@ -55,11 +55,19 @@ class Battery(Capability):
             raise CapabilityMissing(f"{self.client.map.id} has no [control.battery]: the battery is read-only")
         return self.strategy
 
-    async def set_charge_power(self, charge_w: float) -> None:
-        """Command ``charge_w`` (negative: discharge). Writes in the strategy's order."""
+    async def set_charge_power(self, charge_w: float, timeout_s: float | None = None) -> None:
+        """Command ``charge_w`` (negative: discharge). Writes in the strategy's order.
+
+        ``timeout_s``: the device's dead-man timeout, where the map has a timeout register
+        (None: the map's own value); the device returns to its own control unless the
+        setpoint is written again within it.
+        """
         strategy = self._require_strategy()
         state = {name: reading.value for name, reading in self.client.last_readings.items() if reading.usable}
-        for write in strategy.writes_for_setpoint(charge_w, state):
+        timeout_value = None
+        if timeout_s is not None and strategy.timeout_point is not None:
+            timeout_value = timeout_register_value(timeout_s, self.client.map.points[strategy.timeout_point].unit)
+        for write in strategy.writes_for_setpoint(charge_w, state, timeout_value):
             await self.client.write(write.point, write.value)
 
     async def release(self) -> None:

@@ -21,6 +21,14 @@ from drivers.maps.schema import (
 
 #: Seconds a device keeps a remote setpoint when the map has a timeout register.
 DEFAULT_SETPOINT_TIMEOUT_S = 60
+#: Seconds per unit of a timeout register (Huawei counts minutes).
+SECONDS_PER_TIMEOUT_UNIT = {"ms": 0.001, "s": 1.0, "min": 60.0, "h": 3600.0}
+
+
+def timeout_register_value(timeout_s: float, unit: str) -> int:
+    """``timeout_s`` in a timeout register's unit, rounded up (at least 1): the device may keep
+    a setpoint a little longer than asked, never shorter than the refresh needs."""
+    return max(1, math.ceil(timeout_s / SECONDS_PER_TIMEOUT_UNIT.get(unit, 1.0) - 1e-9))
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,11 +54,13 @@ class PowerWindow:
 class BatteryControlStrategy:
     """Base: translate setpoints to writes and control registers to a power window."""
 
-    def writes_for_setpoint(self, charge_w: float, state: Mapping[str, float | int | None]) -> list[PointWrite]:
+    def writes_for_setpoint(self, charge_w: float, state: Mapping[str, float | int | None],
+                            timeout_value: int | None = None) -> list[PointWrite]:
         """Writes that make the battery charge at ``charge_w`` (negative: discharge).
 
         ``state`` holds the device's last decoded values by point name (needed when
-        the device takes percentages of a nameplate value).
+        the device takes percentages of a nameplate value); ``timeout_value`` is the
+        dead-man timeout in the timeout register's unit (None: the map's value).
         """
         raise NotImplementedError
 
@@ -74,8 +84,9 @@ class SignedPowerStrategy(BatteryControlStrategy):
     def __init__(self, spec: SignedPowerControl) -> None:
         self.spec = spec
 
-    def writes_for_setpoint(self, charge_w: float, state: Mapping[str, float | int | None]) -> list[PointWrite]:
-        writes = _setup_writes(self.spec)
+    def writes_for_setpoint(self, charge_w: float, state: Mapping[str, float | int | None],
+                            timeout_value: int | None = None) -> list[PointWrite]:
+        writes = _setup_writes(self.spec, timeout_value)
         if self.spec.enable_point is not None and self.spec.enable_value is not None:
             writes.append(PointWrite(self.spec.enable_point, self.spec.enable_value))
         writes.append(PointWrite(self.spec.power_point, round(charge_w * self.spec.sign)))
@@ -106,12 +117,13 @@ class CommandAndPowerStrategy(BatteryControlStrategy):
     def __init__(self, spec: CommandAndPowerControl) -> None:
         self.spec = spec
 
-    def writes_for_setpoint(self, charge_w: float, state: Mapping[str, float | int | None]) -> list[PointWrite]:
+    def writes_for_setpoint(self, charge_w: float, state: Mapping[str, float | int | None],
+                            timeout_value: int | None = None) -> list[PointWrite]:
         spec = self.spec
         writes = []
         if spec.mode_point is not None and spec.remote_mode_value is not None:
             writes.append(PointWrite(spec.mode_point, spec.remote_mode_value))
-        writes += _setup_writes(spec)
+        writes += _setup_writes(spec, timeout_value)
         if charge_w > 0:
             writes += [PointWrite(spec.charge_power_point, round(charge_w)),
                        PointWrite(spec.command_point, spec.charge_command)]
@@ -165,7 +177,8 @@ class SunSpecStorageStrategy(BatteryControlStrategy):
     def __init__(self, spec: SunSpecStorageControl) -> None:
         self.spec = spec
 
-    def writes_for_setpoint(self, charge_w: float, state: Mapping[str, float | int | None]) -> list[PointWrite]:
+    def writes_for_setpoint(self, charge_w: float, state: Mapping[str, float | int | None],
+                            timeout_value: int | None = None) -> list[PointWrite]:
         max_charge_w = state.get(self.spec.max_charge_point)
         if not max_charge_w or not math.isfinite(float(max_charge_w)) or float(max_charge_w) <= 0:
             raise ValueError(f"{self.spec.max_charge_point} unknown: cannot express {charge_w} W in percent")
@@ -173,7 +186,8 @@ class SunSpecStorageStrategy(BatteryControlStrategy):
         writes = [PointWrite(self.spec.charge_rate_point, percent),
                   PointWrite(self.spec.discharge_rate_point, -percent)]
         if self.spec.timeout_point is not None:
-            writes.append(PointWrite(self.spec.timeout_point, DEFAULT_SETPOINT_TIMEOUT_S))
+            writes.append(PointWrite(self.spec.timeout_point,
+                                     DEFAULT_SETPOINT_TIMEOUT_S if timeout_value is None else timeout_value))
         writes.append(PointWrite(self.spec.mode_point, self._CHARGE_LIMIT_BIT | self._DISCHARGE_LIMIT_BIT))
         return writes
 
@@ -200,11 +214,13 @@ class SunSpecStorageStrategy(BatteryControlStrategy):
         return self.spec.timeout_point
 
 
-def _setup_writes(spec: SignedPowerControl | CommandAndPowerControl) -> list[PointWrite]:
+def _setup_writes(spec: SignedPowerControl | CommandAndPowerControl,
+                  timeout_value: int | None = None) -> list[PointWrite]:
     """The vendor's fixed writes, then the dead-man timeout, before any setpoint."""
     writes = [PointWrite(write.point, write.value) for write in spec.setup_writes]
-    if spec.timeout_point is not None and spec.timeout_value is not None:
-        writes.append(PointWrite(spec.timeout_point, spec.timeout_value))
+    value = spec.timeout_value if timeout_value is None else timeout_value
+    if spec.timeout_point is not None and value is not None:
+        writes.append(PointWrite(spec.timeout_point, value))
     return writes
 
 

@@ -36,7 +36,7 @@ from pymodbus.pdu import ModbusPDU
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from drivers.devices.battery_control import BatteryControlStrategy, strategy_for
+from drivers.devices.battery_control import SECONDS_PER_TIMEOUT_UNIT, BatteryControlStrategy, strategy_for
 from drivers.emulators.faults import FaultInjector, FaultKind
 from drivers.emulators.image import MapBinding, SiteRegisters, Space, encode_value, implausible_value
 from drivers.emulators.plant import ENERGY_ROLES, SERVED_ROLES, SETTABLE_ROLES, SitePlant
@@ -47,8 +47,6 @@ logger = logging.getLogger("drivers.emulators")
 
 _READ_CODES = frozenset({3, 4})
 _WRITE_CODES = frozenset({6, 16, 23})
-#: Seconds per unit of a timeout register.
-_SECONDS_PER_UNIT = {"ms": 0.001, "s": 1.0, "min": 60.0, "h": 3600.0}
 #: The catch-all SimDevice id pymodbus uses for "every other unit".
 _CATCH_ALL_UNIT = 0
 
@@ -337,6 +335,6 @@ class EmulatorServer:
         timeout_s = None
         if timeout:
             # The timeout register's unit is the vendor's (Huawei counts minutes).
-            timeout_s = float(timeout) * _SECONDS_PER_UNIT.get(rmap.points[timeout_point].unit, 1.0)
+            timeout_s = float(timeout) * SECONDS_PER_TIMEOUT_UNIT.get(rmap.points[timeout_point].unit, 1.0)
         self.plant.set_battery_window(window, timeout_s)
         logger.debug("%s: battery window %s, timeout %s s", rmap.id, window, timeout_s)

@@ -1,9 +1,12 @@
-"""sd_notify for Type=notify and the systemd watchdog, without needing systemd-python.
+"""sd_notify for Type=notify and the systemd watchdog.
 
-systemd-python is used when it is installed; otherwise the protocol is a
-datagram to the AF_UNIX socket named by ``NOTIFY_SOCKET`` (a leading ``@``
-means the abstract namespace). Outside systemd every call returns False and
-does nothing, so the daemon runs the same from a shell.
+The protocol is one datagram to the AF_UNIX socket named by ``NOTIFY_SOCKET`` (a
+leading ``@`` means the abstract namespace), sent here without blocking. systemd-python's
+``daemon.notify`` is not used although it may be installed (it is, for the journal
+handler): libsystemd sends with a blocking ``sendmsg``, and a service manager that stops
+reading would then freeze the event loop, watchdog, control and signal handling with it.
+Outside systemd every call returns False and does nothing, so the daemon runs the same
+from a shell.
 """
 
 from __future__ import annotations
@@ -17,14 +20,6 @@ from collections.abc import Callable, Mapping
 logger = logging.getLogger("hems.observability.notify")
 
 
-def _systemd_daemon_notify() -> Callable[..., bool] | None:
-    try:
-        from systemd import daemon  # type: ignore[import-not-found]
-    except ImportError:
-        return None
-    return daemon.notify
-
-
 def send_notify(message: str, environ: Mapping[str, str] | None = None) -> bool:
     """Send ``message`` (``KEY=value`` lines) to ``NOTIFY_SOCKET``; False when unset.
 
@@ -35,8 +30,11 @@ def send_notify(message: str, environ: Mapping[str, str] | None = None) -> bool:
         return False
     address = "\0" + target[1:] if target.startswith("@") else target
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+        # Never block the event loop: a manager that stopped reading fills the socket queue, and
+        # a blocking send would then freeze polling, control and signal handling alike.
+        sock.setblocking(False)
         sock.connect(address)
-        sock.sendall(message.encode("utf-8"))
+        sock.send(message.encode("utf-8"))
     return True
 
 
@@ -44,13 +42,11 @@ class Notifier:
     """Tells the service manager about readiness, status, liveness and stopping.
 
     ``environ`` lets tests (and several homes in one process) point at their own
-    socket; with None, the process environment is used, through systemd-python
-    when it is installed.
+    socket; with None, the process environment is used.
     """
 
-    def __init__(self, environ: Mapping[str, str] | None = None, use_systemd_python: bool = True) -> None:
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         self._environ = environ
-        self._library_notify = _systemd_daemon_notify() if environ is None and use_systemd_python else None
         self._failing = False  # log a broken socket once, not on every watchdog ping
 
     @property
@@ -61,10 +57,7 @@ class Notifier:
     def notify(self, message: str) -> bool:
         """Send raw ``KEY=value`` lines; True if they were sent."""
         try:
-            if self._library_notify is not None:
-                sent = bool(self._library_notify(message))
-            else:
-                sent = send_notify(message, self._environ)
+            sent = send_notify(message, self._environ)
         except OSError as error:
             if not self._failing:
                 logger.warning("cannot notify the service manager: %s", error)

@@ -3,6 +3,7 @@ inverter with a power limit, each re-applied when its connection comes back."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from drivers.devices import Battery, PvInverter
@@ -34,8 +35,8 @@ def build_actuators(devices: SiteDevices, settings: ActuationSettings, recorder:
         connection = devices.clients[name].connection
         for capability in capabilities:
             if isinstance(capability, Battery) and capability.controllable:
-                actuator = SetpointActuator(name, BATTERY_OUTPUT, capability.set_charge_power, capability.release,
-                                            refresh_s, settings.deadband_w, recorder)
+                actuator = SetpointActuator(name, BATTERY_OUTPUT, _with_timeout(capability, settings.setpoint_timeout_s),
+                                            capability.release, refresh_s, settings.deadband_w, recorder)
                 batteries.append(actuator)
             elif isinstance(capability, PvInverter) and capability.can_limit_power:
                 actuator = SetpointActuator(name, PV_LIMIT_OUTPUT, capability.set_power_limit_w,
@@ -46,3 +47,12 @@ def build_actuators(devices: SiteDevices, settings: ActuationSettings, recorder:
                 continue
             connection.on_connection_change.append(actuator.device_reconnected)
     return batteries, pv_inverters
+
+
+def _with_timeout(battery: Battery, timeout_s: float) -> Callable[[float], Awaitable[None]]:
+    """The battery's setpoint write with the configured dead-man timeout."""
+
+    async def write(charge_w: float) -> None:
+        await battery.set_charge_power(charge_w, timeout_s=timeout_s)
+
+    return write

@@ -6,6 +6,7 @@ import pytest
 
 from drivers.devices import Battery, GridMeter
 from drivers.emulators import MapBinding, SitePlant
+from drivers.emulators.catalog import resolve_map
 from drivers.maps import Role, load_map
 from tests.emulators.helpers import client_for, running
 
@@ -49,5 +50,27 @@ async def test_charge_setpoint_integrates_into_soc_and_shows_on_the_meter(map_na
         assert grid_after_w - grid_before_w == pytest.approx(expected_change_w, abs=1.0)
 
         await battery.release()
+        plant.advance()
+        assert not plant.remote_active()
+
+
+@pytest.mark.parametrize(("map_name", "timeout_s", "device_keeps_s"), [
+    ("huawei_sun2000", 90.0, 120.0),  # the register counts whole minutes: rounded up
+    ("solaredge_storedge", 45.0, 45.0),
+    ("sunspec_hybrid", 30.0, 30.0),
+])
+async def test_the_configured_dead_man_timeout_reaches_the_device(map_name, timeout_s, device_keeps_s, clock,
+                                                                  plant: SitePlant):
+    """``set_charge_power(timeout_s=...)`` writes the timeout in the register's unit; the emulated
+    device keeps the setpoint exactly that long and then returns to its own control."""
+    inverter = MapBinding(resolve_map(map_name), 1)
+    async with running([inverter], plant) as server, client_for(server, inverter) as client:
+        battery = Battery(client)
+        await client.poll()
+        await battery.set_charge_power(1000.0, timeout_s=timeout_s)
+        clock.advance(device_keeps_s - 1.0)
+        plant.advance()
+        assert plant.remote_active()
+        clock.advance(2.0)
         plant.advance()
         assert not plant.remote_active()
