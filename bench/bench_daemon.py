@@ -23,7 +23,7 @@ tests/hil/site.py (30 s periods, perfect forecast). Three measurements, one run:
    Validation in real time: ``python -m hems run --config FILE`` as a subprocess (SystemClock),
    against ``python -m hems emulate sunspec_hybrid`` in another process, same site, same
    periods, metrics exporter on and NOTIFY_SOCKET set as under systemd. From READY (sd_notify to
-   a socket of ours) + 1 s, for ``--window`` seconds: the CPU of each of the daemon's threads
+   a socket of ours) + 1.5 s, for ``--window`` seconds: the CPU of each of the daemon's threads
    (/proc/PID/task/TID/schedstat, ns; /proc/PID/stat ticks as a cross-check), extrapolated to an
    hour and as % of one core. The metrics endpoint is scraped just before and just after the
    window (outside it) to count its plans and overruns. The figure is compared with what the
@@ -44,7 +44,7 @@ tests/hil/site.py (30 s periods, perfect forecast). Three measurements, one run:
    periods it is 1 s), ``deadband_w = 0`` and ``setpoint_timeout_s = 10``, and the emulator's
    plant at 10x real time (``--speed 10``) so that the setpoint moves, and is written, in every
    control cycle (the daemon itself runs in real time). Measured from outside the daemon code,
-   by wrapping the runtime's loop bodies (instance attributes) and, after ``start()``, each
+   by wrapping the runtime's control-loop body (an instance attribute) and, after ``start()``, each
    actuator's write callable (``SetpointActuator._write`` = ``Battery.set_charge_power``: the
    SunSpec model 124 strategy's four point writes, each read back, two with a scale-factor read)
    and the connection's ``read``/``write`` (to record the requests). Per written setpoint, in
@@ -63,7 +63,7 @@ tests/hil/site.py (30 s periods, perfect forecast). Three measurements, one run:
    (b) After the daemon stopped, ``--raw-rounds`` rounds back to back (hot, the best case).
 
 Run: .venv/bin/python bench/bench_daemon.py [--hours 4] [--window 180] [--cycles 200] [--json]
-(about 4.5 minutes on the 2-core machine with the defaults). Prints a summary, or one JSON
+(about 4 minutes on the 2-core machine with the defaults). Prints a summary, or one JSON
 object with --json; bench/RESULTS.md records the figures with machine and date.
 """
 
@@ -481,6 +481,7 @@ def real_time_daemon(window_s: float, start_hour: float, directory: Path) -> dic
         memory_ready = proc_memory_mb(daemon.pid)
         time.sleep(1.0)  # past the READY cycle
         metrics0 = scrape(metrics_port)
+        time.sleep(0.5)  # the exporter serves each scrape in a thread of its own: let it end first
         t0, ticks0, threads0 = time.monotonic(), proc_cpu_s(daemon.pid), proc_threads_cpu_s(daemon.pid)
         emu0 = proc_threads_cpu_s(emulator.process.pid)
         time.sleep(window_s)
@@ -528,19 +529,17 @@ def real_time_daemon(window_s: float, start_hour: float, directory: Path) -> dic
 
 
 class InstrumentedRuntime(HomeRuntime):
-    """HomeRuntime with time stamps taken around its loop bodies and actuator writes; the daemon's
-    code is untouched (the wrappers are instance attributes set after :meth:`start`)."""
+    """HomeRuntime with time stamps taken at its control cycles and around its actuator writes; the
+    daemon's code is untouched (the wrappers are instance attributes)."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.telemetry_cycles: list[tuple[float, float]] = []
         self.control_starts: list[float] = []
         self.writes: list[dict] = []
         self.requests: list[tuple] | None = None  # being recorded while not None
         self.sequences: list[list[tuple]] = []
         self.control_started = asyncio.Event()
         self._control_cycle = self._timed(self._control_cycle, self._control_started)
-        self._telemetry_cycle = self._timed_telemetry(self._telemetry_cycle)
 
     def _control_started(self, at: float) -> None:
         self.control_starts.append(at)
@@ -551,13 +550,6 @@ class InstrumentedRuntime(HomeRuntime):
         async def wrapper() -> None:
             on_start(time.time())
             await body()
-        return wrapper
-
-    def _timed_telemetry(self, body):
-        async def wrapper() -> None:
-            started = time.time()
-            await body()
-            self.telemetry_cycles.append((started, time.time()))
         return wrapper
 
     async def start(self) -> None:
@@ -775,8 +767,7 @@ def footprint() -> None:
     config = make_config(config_text(Path("/nonexistent"), 502))
     planner = Planner(config.site)
     stages["+ Planner built"] = memory()
-    forecast = LearnedForecast(config.site, config.forecast.annual_load_kwh, config.forecast.load_history_days,
-                               config.forecast.pv_initial_scale)
+    forecast = LearnedForecast(config.load_forecast_config(), config.pv_forecast_config(), config.site.mpc.step_s)
     start = datetime.fromtimestamp(DAY_START_S + 8 * HOUR_S, tz=timezone.utc)
     predicted = forecast.forecast(start, planner.n_steps, planner.step_s, start)
     stages["+ first forecast (imports pvlib, pandas)"] = memory()

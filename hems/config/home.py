@@ -127,7 +127,9 @@ class HomeConfig(Section):
         from hems.forecast.load import LoadForecastConfig
 
         return LoadForecastConfig(annual_kwh=self.forecast.annual_load_kwh, timezone=self.home.timezone,
-                                  history_days=self.forecast.load_history_days)
+                                  history_days=self.forecast.load_history_days,
+                                  holiday_country=self.forecast.holiday_country or None,
+                                  holiday_subdivision=self.forecast.holiday_subdivision)
 
     def pv_forecast_config(self) -> PvForecastConfig:
         """The PV forecaster's settings from ``[home]``, ``[[pv.arrays]]`` and ``[forecast]``."""

@@ -75,6 +75,22 @@ class ForecastConfig(Section):
     load_history_days: int = Field(default=28, ge=1, le=365)
     #: Fraction of the clear-sky PV power expected before any PV has been measured.
     pv_initial_scale: float = Field(default=0.7, ge=0, le=1.5)
+    #: Public holidays of this country (ISO 3166 code) are forecast like Sundays; "" for none.
+    holiday_country: str = Field(default="DE", pattern=r"^([A-Z]{2})?$")
+    #: Subdivision for regional holidays (e.g. "BY" for Bavaria), as the holidays package names them.
+    holiday_subdivision: str | None = Field(default=None, pattern=r"^[A-Z0-9]{1,4}$")
+
+    @model_validator(mode="after")
+    def _known_calendar(self) -> ForecastConfig:
+        if self.holiday_country:
+            import holidays
+
+            try:
+                holidays.country_holidays(self.holiday_country, subdiv=self.holiday_subdivision)
+            except NotImplementedError:
+                raise ValueError(f"holiday_country = {self.holiday_country!r} / holiday_subdivision = "
+                                 f"{self.holiday_subdivision!r}: not known to the holidays package") from None
+        return self
 
 
 class StoreConfig(Section):

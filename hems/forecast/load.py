@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from hems.forecast.profile import StandardProfile, day_type
+from hems.forecast.profile import StandardProfile, day_type, holiday_calendar
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,8 @@ class LoadForecastConfig:
     history_days: int = 28
     full_trust_days: float = 7.0  # days of history after which the standard profile drops out
     slot_s: int = 900  # resolution of the profile
+    holiday_country: str | None = None  # ISO 3166 code: public holidays forecast like Sundays
+    holiday_subdivision: str | None = None  # e.g. "BY" for Bavaria
 
 
 class LoadForecaster:
@@ -34,6 +36,7 @@ class LoadForecaster:
         self._standard = standard or StandardProfile.load()
         self._slots = 86_400 // config.slot_s
         self._history: deque[tuple[datetime, float]] = deque()
+        self._holidays = holiday_calendar(config.holiday_country, config.holiday_subdivision)
 
     def observe(self, instant: datetime, load_w: float) -> None:
         """Record a measured average load for the slot starting at ``instant`` (UTC)."""
@@ -55,12 +58,12 @@ class LoadForecaster:
         local = instant.astimezone(self._zone)
         slot = (local.hour * 3600 + local.minute * 60 + local.second) // self.config.slot_s
         # Saturday and Sunday keep their own profile; weekdays share one.
-        return int(slot) % self._slots, day_type(local)
+        return int(slot) % self._slots, day_type(local, self._holidays)
 
     def forecast(self, start: datetime, steps: int, step_s: int, now: datetime) -> np.ndarray:
         """Expected average load (W) of ``steps`` slots from ``start``, using history up to ``now``."""
         instants = [start + timedelta(seconds=step_s * (i + 0.5)) for i in range(steps)]
-        standard = self._standard.power_w(instants, self.config.annual_kwh, self.config.timezone)
+        standard = self._standard.power_w(instants, self.config.annual_kwh, self.config.timezone, self._holidays)
         if not self._history:
             return standard
         sums = np.zeros((self._slots, 3))

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Container
+from datetime import date, datetime
 from importlib import resources
 from zoneinfo import ZoneInfo
 
@@ -16,9 +17,22 @@ DAY_TYPES = ("weekday", "saturday", "sunday")
 SLOTS_PER_DAY = 96  # the profile's 15-min resolution
 
 
-def day_type(local: datetime) -> int:
-    """0 weekday, 1 Saturday, 2 Sunday (holidays are not distinguished)."""
+def day_type(local: datetime, holidays: Container[date] = ()) -> int:
+    """0 weekday, 1 Saturday, 2 Sunday; a public holiday in ``holidays`` is a Sunday (households
+    live holidays like Sundays, which is how the standard load profiles treat them)."""
+    if local.date() in holidays:
+        return 2
     return min(local.weekday() - 4, 2) if local.weekday() >= 5 else 0
+
+
+def holiday_calendar(country: str | None, subdivision: str | None = None) -> Container[date]:
+    """The public holidays of ``country`` (ISO 3166 code, e.g. "DE"; subdivision e.g. "BY"),
+    from the ``holidays`` package, which ships its rules offline; none for None."""
+    if country is None:
+        return ()
+    import holidays
+
+    return holidays.country_holidays(country, subdiv=subdivision)
 
 
 def _rows(name: str) -> list[list[str]]:
@@ -42,12 +56,13 @@ class StandardProfile:
         factors = np.array([float(row[1]) for row in months[1:]])
         return cls(table, factors)
 
-    def power_w(self, instants_utc: list[datetime], annual_kwh: float, timezone: str) -> np.ndarray:
+    def power_w(self, instants_utc: list[datetime], annual_kwh: float, timezone: str,
+                holidays: Container[date] = ()) -> np.ndarray:
         """Expected load at each instant for a home using ``annual_kwh`` per year."""
         zone = ZoneInfo(timezone)
         values = np.empty(len(instants_utc))
         for index, instant in enumerate(instants_utc):
             local = instant.astimezone(zone)
             slot = (local.hour * 60 + local.minute) // 15
-            values[index] = self.table_w[slot, day_type(local)] * self.month_factor[local.month - 1]
+            values[index] = self.table_w[slot, day_type(local, holidays)] * self.month_factor[local.month - 1]
         return values * annual_kwh / 1000.0

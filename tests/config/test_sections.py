@@ -17,7 +17,8 @@ def test_defaults_of_every_optional_section():
         "fallback": "autonomous", "stale_after_s": None, "battery_ramp_w_per_s": 1000.0, "deadband_w": 25.0,
         "setpoint_timeout_s": 60.0, "export_margin_w": 100.0, "curtail_pv": True}
     assert config.forecast.model_dump() == {"annual_load_kwh": 3500.0, "load_history_days": 28,
-                                            "pv_initial_scale": 0.7}
+                                            "pv_initial_scale": 0.7, "holiday_country": "DE",
+                                            "holiday_subdivision": None}
     assert config.store.model_dump() == {"retention_days": 90.0, "bucket_s": 300}
     assert config.metrics.model_dump() == {"enabled": True, "address": DEFAULT_METRICS_ADDRESS,
                                            "port": DEFAULT_METRICS_PORT}
@@ -192,3 +193,8 @@ def test_normalised_config_is_json_with_every_default():
     assert document["battery"]["soc_min"] == 0.05 and document["mpc"]["step_s"] == 900
     assert document["home"]["state_directory"] == "/var/lib/hems" and document["ev"] is None
     assert document["tariff"] == {"import_price_per_kwh": 0.3, "export_price_per_kwh": 0.08, "period": []}
+
+
+def test_an_unknown_holiday_calendar_is_named():
+    found = problems(with_section("forecast", 'holiday_country = "XX"'))
+    assert any("holiday_country" in problem and "XX" in problem for problem in found)

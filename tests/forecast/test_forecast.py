@@ -76,3 +76,17 @@ def test_mae_tracker_scores_latest_forecast():
     assert tracker.observe(START + timedelta(minutes=15), 200.0) == 50.0
     assert tracker.observe(START + timedelta(hours=5), 1.0) is None  # never forecast
     assert tracker.mae_w == 50.0 and tracker.count == 2
+
+
+def test_public_holidays_are_forecast_like_sundays():
+    """Christmas Day 2025 is a Thursday: with the German calendar its standard profile is the
+    Sunday profile of the same month; without a calendar it is a weekday."""
+    christmas = datetime(2025, 12, 25, tzinfo=timezone.utc)
+    sunday = datetime(2025, 12, 21, tzinfo=timezone.utc)
+    thursday = datetime(2025, 12, 18, tzinfo=timezone.utc)
+    german = LoadForecaster(LoadForecastConfig(timezone="UTC", holiday_country="DE"))
+    none = LoadForecaster(LoadForecastConfig(timezone="UTC"))
+    assert np.allclose(german.forecast(christmas, 96, 900, christmas), german.forecast(sunday, 96, 900, sunday))
+    assert np.allclose(none.forecast(christmas, 96, 900, christmas), none.forecast(thursday, 96, 900, thursday))
+    assert not np.allclose(german.forecast(christmas, 96, 900, christmas),
+                           none.forecast(christmas, 96, 900, christmas))
