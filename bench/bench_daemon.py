@@ -3,8 +3,8 @@
 The site is the hardware-in-the-loop home of tests/hil/site.py: a SunSpec hybrid inverter
 (models 1, 103, 120, 123, 124, 203, 802; PV 5 kWp, battery 10 kWh) served by ``EmulatorServer``
 over real Modbus TCP on 127.0.0.1. The daemon runs with its default loop periods (telemetry 5 s,
-control 10 s, 96 x 15-minute plans), the defaults of ``[control]`` (stale_after_s 30,
-setpoint_timeout_s 60, deadband 25 W) and the production forecast (``LearnedForecast``), unlike
+control 10 s, 96 x 15-minute plans), the defaults of ``[control]`` (readings stale after two
+telemetry periods, setpoint_timeout_s 60, deadband 25 W) and the production forecast (``LearnedForecast``), unlike
 tests/hil/site.py (30 s periods, perfect forecast). Three measurements, one run:
 
 1. **CPU seconds per simulated hour** (accelerated, deterministic). ``HomeRuntime`` runs on a
@@ -108,7 +108,7 @@ LATENCY_CONTROL = {"deadband_w": 0.0, "setpoint_timeout_s": 10.0}
 LATENCY_EMULATOR_SPEED = 10.0
 
 #: The HIL home of tests/hil/site.py with the daemon's default [loops] and [control]
-#: (telemetry 5 s, control 10 s, stale_after_s 30, setpoint_timeout_s 60, deadband 25 W).
+#: (telemetry 5 s, control 10 s, stale after two telemetry periods, setpoint_timeout_s 60, deadband 25 W).
 CONFIG = """
 [home]
 id = "bench-home"

@@ -122,10 +122,13 @@ class HomeRuntime:
 
     async def run(self) -> None:
         """Start, run the loops until :meth:`request_stop`, then shut down safely."""
-        with holding(self.clock):  # simulated time waits for the start-up (discovery, planner build)
+        # Simulated time waits for the start-up (discovery, planner build) and until the loops
+        # have taken hold of the clock themselves (one event-loop turn after they are created).
+        with holding(self.clock):
             await self.start()
-        try:
             self._start_loops()
+            await asyncio.sleep(0)
+        try:
             await self._stop_requested.wait()
         finally:
             await self.shutdown()

@@ -154,3 +154,16 @@ async def test_a_device_timeout_falls_back_within_one_control_period_and_recover
     after = [d for d in decisions if d.at_s >= clear_at_s + 3 * config.loops.control_period_s]
     assert after and all(d.mode is ControlMode.PLAN and d.written for d in after)
     assert remote_after_recovery and all(remote_after_recovery)  # the battery is commanded again
+
+
+async def test_the_first_cycles_run_at_the_start_whoever_else_waits_on_the_clock(tmp_path):
+    """A bystander sleeping ten simulated minutes on the clock must not make time jump while the
+    daemon starts: the first plan is made within the first second."""
+    start_s = DAY_START_S + 12 * HOUR_S
+    async with hil_site(start_s=start_s) as site:
+        config = home_config(tmp_path, site.port)
+        runtime = HomeRuntime(config, site.clock, forecast=PlantForecast(site.plant), start_metrics_exporter=False)
+        await run_until(runtime, site.clock, start_s + 1200, sample_period_s=600)
+    with Store.in_directory(tmp_path) as store:
+        first = store.plans(since_s=0)[0]
+    assert first.horizon["made_at_s"] - start_s <= 1.0
