@@ -55,14 +55,16 @@ class Controller:
         self.ramp = RampLimiter(settings.battery_ramp_w_per_s)
         self.last: ControlDecision | None = None
 
-    def choose_mode(self, snapshot: SiteSnapshot, step: PlanStep | None) -> tuple[ControlMode, str]:
-        """The mode for this cycle and why."""
+    def choose_mode(self, snapshot: SiteSnapshot, step: PlanStep | None,
+                    now_s: float | None = None) -> tuple[ControlMode, str]:
+        """The mode for this cycle and why; readings are aged at ``now_s`` (default: when the
+        snapshot was taken), since a snapshot of a failed poll can itself be a period old."""
         unavailable = sorted(name for name, up in snapshot.devices_available.items() if not up)
         if unavailable:
             return ControlMode.AUTONOMOUS, f"device unavailable: {', '.join(unavailable)}"
         for quantity in self._required_quantities():
-            if snapshot.value(quantity, self.settings.max_reading_age_s) is None:
-                age = snapshot.age_s(quantity)
+            if snapshot.value(quantity, self.settings.max_reading_age_s, now_s) is None:
+                age = snapshot.age_s(quantity, now_s)
                 return ControlMode.AUTONOMOUS, (f"{quantity.value} unknown" if age is None
                                                 else f"{quantity.value} stale ({age:.0f} s)")
         if step is None:
@@ -79,7 +81,7 @@ class Controller:
 
     async def cycle(self, snapshot: SiteSnapshot, step: PlanStep | None, now_s: float) -> ControlDecision:
         """One control period: decide, clamp, write."""
-        mode, reason = self.choose_mode(snapshot, step)
+        mode, reason = self.choose_mode(snapshot, step, now_s)
         if mode is ControlMode.AUTONOMOUS:
             # A device that does not answer is not written to: its own dead-man timeout returns
             # it to autonomous mode; it is released properly once it answers again.

@@ -162,6 +162,8 @@ class HomeRuntime:
         self.notifier.stopping("stopping: returning devices to autonomous mode")
         if self._watchdog_task is not None:
             self._watchdog_task.cancel()
+        for loop in self.loops:  # all at once: no loop may run on while another one stops
+            loop.request_stop()
         for loop in self.loops:
             await loop.stop()
         if self.controller is not None:

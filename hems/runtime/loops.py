@@ -55,14 +55,18 @@ class PeriodicLoop:
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"hems-{self.name}")
         return self._task
 
+    def request_stop(self) -> None:
+        """Run no further iteration; a loop asleep until its next tick ends at once."""
+        self._stopping = True
+        if self._task is not None and not self._task.done() and self._sleeping:
+            self._task.cancel()
+
     async def stop(self, grace_s: float = 3.0) -> None:
         """Stop after the current iteration (cancelled if it takes longer than ``grace_s``)."""
-        self._stopping = True
+        self.request_stop()
         task = self._task
         if task is None or task.done():
             return
-        if self._sleeping:
-            task.cancel()
         try:
             await asyncio.wait_for(asyncio.shield(task), grace_s)
         except (asyncio.TimeoutError, asyncio.CancelledError):

@@ -56,19 +56,20 @@ class SiteSnapshot:
         """The measurement of ``quantity``, or None."""
         return self.values.get(quantity)
 
-    def value(self, quantity: Quantity, max_age_s: float | None = None) -> float | None:
-        """The value of ``quantity`` if it is known (and not older than ``max_age_s``)."""
+    def value(self, quantity: Quantity, max_age_s: float | None = None, at_s: float | None = None) -> float | None:
+        """The value of ``quantity`` if it is known and, at ``at_s`` (default: when the snapshot
+        was taken), not older than ``max_age_s``."""
         measurement = self.values.get(quantity)
         if measurement is None:
             return None
-        if max_age_s is not None and measurement.age_s(self.taken_at_s) > max_age_s:
+        if max_age_s is not None and measurement.age_s(self.taken_at_s if at_s is None else at_s) > max_age_s:
             return None
         return measurement.value
 
-    def age_s(self, quantity: Quantity) -> float | None:
-        """Age of ``quantity`` at ``taken_at_s``, None when unknown."""
+    def age_s(self, quantity: Quantity, at_s: float | None = None) -> float | None:
+        """Age of ``quantity`` at ``at_s`` (default: when the snapshot was taken), None when unknown."""
         measurement = self.values.get(quantity)
-        return None if measurement is None else measurement.age_s(self.taken_at_s)
+        return None if measurement is None else measurement.age_s(self.taken_at_s if at_s is None else at_s)
 
     def house_load_w(self, max_age_s: float | None = None) -> float | None:
         """The household's own demand, from the balance at the meter:

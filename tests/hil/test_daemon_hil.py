@@ -152,7 +152,7 @@ async def test_a_device_timeout_falls_back_within_one_control_period_and_recover
     lapsed = [t for t, active in remote_while_faulty if not active]
     assert lapsed and lapsed[0] <= fault_at_s + 60 + config.loops.control_period_s
     after = [d for d in decisions if d.at_s >= clear_at_s + 3 * config.loops.control_period_s]
-    assert after and all(d.mode is ControlMode.PLAN and d.written for d in after)
+    assert after and all(d.mode is ControlMode.PLAN and d.written for d in after), [d for d in after if not (d.mode is ControlMode.PLAN and d.written)][:3]
     assert remote_after_recovery and all(remote_after_recovery)  # the battery is commanded again
 
 
