@@ -95,6 +95,7 @@ from hems.clock import SystemClock, VirtualClock  # noqa: E402
 from hems.config import HomeConfig  # noqa: E402
 from hems.runtime.home import HomeRuntime  # noqa: E402
 from hems.runtime.snapshot import Quantity  # noqa: E402
+from tests.hil.site import config_text as site_config_text  # noqa: E402
 
 #: 2025-06-21 00:00 UTC, as tests/hil/site.py.
 DAY_START_S = 1_750_464_000.0
@@ -107,64 +108,12 @@ LATENCY_LOOPS = {"telemetry_period_s": 0.5, "control_period_s": 1.0}
 LATENCY_CONTROL = {"deadband_w": 0.0, "setpoint_timeout_s": 10.0}
 LATENCY_EMULATOR_SPEED = 10.0
 
-#: The HIL home of tests/hil/site.py with the daemon's default [loops] and [control]
-#: (telemetry 5 s, control 10 s, stale after two telemetry periods, setpoint_timeout_s 60, deadband 25 W).
-CONFIG = """
-[home]
-id = "bench-home"
-state_directory = "{state_directory}"
-timezone = "UTC"
-
-[[device]]
-name = "hybrid"
-map = "sunspec"
-tcp = "127.0.0.1:{port}"
-unit_id = 1
-
-[battery]
-capacity_wh = 10000
-max_charge_w = 5000
-max_discharge_w = 5000
-charge_efficiency = 0.95
-discharge_efficiency = 0.95
-soc_min = 0.05
-soc_max = 0.95
-backup_reserve_soc = 0.2
-soc_initial = 0.5
-
-[grid]
-import_limit_w = 15000
-export_limit_w = 4000
-
-[pv]
-curtailable = true
-[[pv.arrays]]
-peak_power_w = 5000
-
-[tariff]
-import_price_per_kwh = 0.30
-export_price_per_kwh = 0.08
-[[tariff.period]]
-start = "17:00"
-end = "21:00"
-import_price_per_kwh = 0.45
-
-[loops]
-{loops}
-[control]
-fallback = "self_consumption"
-{control}
-[metrics]
-{metrics}
-"""
-
-
 def config_text(state_directory: Path, port: int, loops: dict | None = None, control: dict | None = None,
                 metrics: dict | None = None) -> str:
-    def table(values: dict | None) -> str:
-        return "".join(f"{key} = {json.dumps(value)}\n" for key, value in (values or {}).items())
-    return CONFIG.format(state_directory=state_directory, port=port, loops=table(loops), control=table(control),
-                         metrics=table(metrics))
+    """The HIL home of tests/hil/site.py with the daemon's default [loops] and [control] (telemetry
+    5 s, control 10 s, stale after two telemetry periods, setpoint_timeout_s 60, deadband 25 W)."""
+    return site_config_text(state_directory, port, loops=loops, device_timeout_s=1.0,
+                            control={"fallback": "self_consumption", **(control or {})}, metrics=metrics)
 
 
 def make_config(text: str) -> HomeConfig:

@@ -299,6 +299,6 @@ class HomeRuntime:
         return present
 
     def describe(self) -> dict[str, Any]:
-        """Counters for tests and `hems run --once`-style diagnostics."""
+        """Iterations, overruns and errors per loop (tests and the benchmark read them)."""
         return {loop.name: {"iterations": loop.iterations, "overruns": loop.overruns, "errors": loop.errors}
                 for loop in self.loops}

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from drivers.p1 import P1Reader
 from hems.observability.metrics import HomeMetrics
-from hems.runtime.estimation import StateEstimator, readings_from_devices
+from hems.runtime.estimation import StateEstimator, availability, readings_from_devices
 from hems.runtime.site_devices import SiteDevices
 from hems.runtime.snapshot import Quantity, SiteSnapshot
 from hems.store import AsyncStore
@@ -51,7 +51,6 @@ class TelemetryService:
 
     def __init__(self, devices: SiteDevices, estimator: StateEstimator, metrics: HomeMetrics,
                  store: AsyncStore | None, slot_s: int, p1: P1Reader | None = None,
-                 p1_name: str = "p1",
                  on_slot_finished: Callable[[float, float, float], None] | None = None) -> None:
         self.devices = devices
         self.estimator = estimator
@@ -59,7 +58,6 @@ class TelemetryService:
         self.store = store
         self.slot_s = slot_s
         self.p1 = p1
-        self.p1_name = p1_name
         self._on_slot_finished = on_slot_finished
         self.snapshot = SiteSnapshot(taken_at_s=0.0)
         self.cycles = 0
@@ -70,11 +68,8 @@ class TelemetryService:
     async def cycle(self, now_s: float) -> SiteSnapshot:
         """Poll, estimate, account. Never raises for device faults (they are counted)."""
         await self.devices.poll_all()
-        availability = {name: client.health.available for name, client in self.devices.clients.items()}
-        if self.p1 is not None:
-            availability[self.p1_name] = self.p1.health.available
         readings = readings_from_devices(self.devices, self.p1)
-        snapshot = self.estimator.update(readings, availability, now_s)
+        snapshot = self.estimator.update(readings, availability(self.devices, self.p1), now_s)
         self.snapshot = snapshot
         self.cycles += 1
         self._export_metrics(snapshot)

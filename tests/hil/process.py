@@ -12,12 +12,10 @@ import contextlib
 import os
 import socket
 import sqlite3
-import string
 import subprocess
 import sys
 import tempfile
 import time
-import tomllib
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -31,7 +29,7 @@ from drivers.emulators.modbus_server import EmulatorServer
 from drivers.emulators.plant import Battery, PvArray
 from drivers.maps import RegisterMap
 from drivers.sunspec.site_image import hybrid_site_map
-from tests.hil.site import CONFIG
+from tests.hil.site import HIL_CONTROL, config_text
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -54,22 +52,11 @@ def write_daemon_config(directory: Path, device_port: int, metrics_port: int, *,
                         control_period_s: float = 2, stale_after_s: float = 5,
                         setpoint_timeout_s: float = 30) -> Path:
     """tests/hil/site.py's home with short periods and the metrics exporter on; returns the file."""
-    values = {"state_directory": directory / "state", "port": device_port, "device_timeout_s": 0.5,
-              "backup_reserve_soc": 0.2, "import_limit_w": 15000, "export_limit_w": 4000,
-              "telemetry_period_s": telemetry_period_s, "control_period_s": control_period_s,
-              "stale_after_s": stale_after_s, "setpoint_timeout_s": setpoint_timeout_s}
-    placeholders = {name for _, name, _, _ in string.Formatter().parse(CONFIG) if name}
-    unknown = placeholders - set(values)
-    assert not unknown, f"tests/hil/site.py CONFIG has new placeholders {sorted(unknown)}: give them values here"
-    text = CONFIG.format_map(values)
-    metrics_off = "[metrics]\nenabled = false"
-    assert text.count(metrics_off) == 1, "tests/hil/site.py CONFIG changed: no [metrics] enabled = false"
-    text = text.replace(metrics_off, f'[metrics]\nenabled = true\naddress = "127.0.0.1"\nport = {metrics_port}')
-    parsed = tomllib.loads(text)
-    wanted = {("loops", "telemetry_period_s"): telemetry_period_s, ("loops", "control_period_s"): control_period_s,
-              ("control", "stale_after_s"): stale_after_s, ("control", "setpoint_timeout_s"): setpoint_timeout_s}
-    for (section, key), value in wanted.items():
-        assert parsed.get(section, {}).get(key) == value, f"tests/hil/site.py CONFIG: {section}.{key} is not set"
+    text = config_text(directory / "state", device_port, device_timeout_s=0.5,
+                       loops={"telemetry_period_s": telemetry_period_s, "control_period_s": control_period_s},
+                       control={**HIL_CONTROL, "stale_after_s": stale_after_s,
+                                "setpoint_timeout_s": setpoint_timeout_s},
+                       metrics={"enabled": True, "address": "127.0.0.1", "port": metrics_port})
     path = directory / "hems.toml"
     path.write_text(text, encoding="utf-8")
     return path

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import tomllib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -67,26 +68,40 @@ end = "21:00"
 import_price_per_kwh = 0.45
 
 [loops]
-telemetry_period_s = {telemetry_period_s}
-control_period_s = {control_period_s}
-
+{loops}
 [control]
-fallback = "self_consumption"
-stale_after_s = {stale_after_s}
-setpoint_timeout_s = {setpoint_timeout_s}
-
+{control}
 [metrics]
-enabled = false
+{metrics}
 """
+
+#: What tests/hil runs with unless a test says otherwise (30-s loops make a simulated day fast).
+HIL_LOOPS = {"telemetry_period_s": 30, "control_period_s": 30}
+HIL_CONTROL = {"fallback": "self_consumption", "stale_after_s": 60, "setpoint_timeout_s": 60}
+
+
+def config_text(state_directory: Path, port: int, *, loops: dict | None = None, control: dict | None = None,
+                metrics: dict | None = None, extra_toml: str = "", backup_reserve_soc: float = 0.2,
+                export_limit_w: float = 4000, import_limit_w: float = 15000, device_timeout_s: float = 0.3) -> str:
+    """The site's configuration file: its ``[loops]``, ``[control]`` and ``[metrics]`` hold
+    exactly the keys given (the daemon's defaults for the others), ``extra_toml`` is appended."""
+
+    def table(values: dict | None) -> str:
+        return "".join(f"{key} = {json.dumps(value)}\n" for key, value in (values or {}).items())
+
+    return CONFIG.format(state_directory=state_directory, port=port, device_timeout_s=device_timeout_s,
+                         backup_reserve_soc=backup_reserve_soc, export_limit_w=export_limit_w,
+                         import_limit_w=import_limit_w, loops=table(loops), control=table(control),
+                         metrics=table(metrics)) + extra_toml
 
 
 def home_config(state_directory: Path, port: int, extra_toml: str = "", **overrides: float) -> HomeConfig:
-    """The test home's configuration with ``overrides`` of the template's placeholders and
-    ``extra_toml`` sections appended."""
-    values = {"backup_reserve_soc": 0.2, "export_limit_w": 4000, "import_limit_w": 15000,
-              "telemetry_period_s": 30, "control_period_s": 30, "stale_after_s": 60, "setpoint_timeout_s": 60,
-              "device_timeout_s": 0.3, **overrides}
-    text = CONFIG.format(state_directory=state_directory, port=port, **values) + extra_toml
+    """The test home's configuration: HIL_LOOPS, HIL_CONTROL and no metrics exporter, with
+    ``overrides`` of any of their keys or of :func:`config_text`'s site values."""
+    loops = {key: overrides.pop(key, value) for key, value in HIL_LOOPS.items()}
+    control = {key: overrides.pop(key, value) for key, value in HIL_CONTROL.items()}
+    text = config_text(state_directory, port, loops=loops, control=control, metrics={"enabled": False},
+                       extra_toml=extra_toml, **overrides)
     return HomeConfig.model_validate(tomllib.loads(text))
 
 
