@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from drivers.devices import Battery, EvCharger, GridMeter, HeatPump, PvInverter
+from drivers.p1 import P1Reader
 from hems.clock import Clock, holding
 from hems.config import HomeConfig
 from hems.control.actuation import SetpointActuator
@@ -80,6 +81,8 @@ class HomeRuntime:
         self._watchdog_task: asyncio.Task[None] | None = None
         self.watchdog: Watchdog | None = None
         self.home_assistant: HomeAssistantPublisher | None = None
+        self.p1: P1Reader | None = None
+        self._p1_task: asyncio.Task[None] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -101,8 +104,11 @@ class HomeRuntime:
         self.planning = PlanningService(planner, forecast, config.tariff.prices, self.site.timezone,
                                         config.loops.replan_soc_deviation, config.loops.replan_min_interval_s)
         estimator = StateEstimator(PlausibilityLimits.from_site(self.site), on_rejected=self.metrics.reading_rejected)
+        if config.p1 is not None:
+            self.p1 = P1Reader(config.p1.port, config.p1.dsmr_version, clock=self.clock.now_s)
+            self._p1_task = asyncio.get_running_loop().create_task(self.p1.run(), name="hems-p1")
         self.telemetry = TelemetryService(self.devices, estimator, self.metrics, self.store, planner.step_s,
-                                          on_slot_finished=self.planning.observe_slot)
+                                          p1=self.p1, on_slot_finished=self.planning.observe_slot)
         batteries, pv_inverters = build_actuators(self.devices, config.control, self._record_setpoint)
         self.controller = Controller(
             SafetyLimits.from_site(self.site, config.control.export_margin_w),
@@ -176,6 +182,9 @@ class HomeRuntime:
                 logger.info("devices returned to autonomous mode")
             else:
                 logger.warning("not every device confirmed autonomous mode; their dead-man timeouts apply")
+        if self.p1 is not None and self._p1_task is not None:
+            self.p1.stop()
+            await asyncio.wait({self._p1_task}, timeout=2.0)
         if self.home_assistant is not None:
             await self.home_assistant.stop()
         if self.exporter is not None:

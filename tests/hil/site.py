@@ -38,6 +38,7 @@ map = "sunspec"
 tcp = "127.0.0.1:{port}"
 unit_id = 1
 timeout_s = {device_timeout_s}
+{capabilities}
 
 [battery]
 capacity_wh = 10000
@@ -82,7 +83,8 @@ HIL_CONTROL = {"fallback": "self_consumption", "stale_after_s": 60, "setpoint_ti
 
 def config_text(state_directory: Path, port: int, *, loops: dict | None = None, control: dict | None = None,
                 metrics: dict | None = None, extra_toml: str = "", backup_reserve_soc: float = 0.2,
-                export_limit_w: float = 4000, import_limit_w: float = 15000, device_timeout_s: float = 0.3) -> str:
+                export_limit_w: float = 4000, import_limit_w: float = 15000, device_timeout_s: float = 0.3,
+                capabilities: list[str] | None = None) -> str:
     """The site's configuration file: its ``[loops]``, ``[control]`` and ``[metrics]`` hold
     exactly the keys given (the daemon's defaults for the others), ``extra_toml`` is appended."""
 
@@ -90,6 +92,7 @@ def config_text(state_directory: Path, port: int, *, loops: dict | None = None, 
         return "".join(f"{key} = {json.dumps(value)}\n" for key, value in (values or {}).items())
 
     return CONFIG.format(state_directory=state_directory, port=port, device_timeout_s=device_timeout_s,
+                         capabilities="" if capabilities is None else f"capabilities = {json.dumps(capabilities)}",
                          backup_reserve_soc=backup_reserve_soc, export_limit_w=export_limit_w,
                          import_limit_w=import_limit_w, loops=table(loops), control=table(control),
                          metrics=table(metrics)) + extra_toml
