@@ -103,6 +103,22 @@ def readings_from_devices(devices: SiteDevices,
     return out
 
 
+def quantities_provided(devices: SiteDevices, with_p1: bool = False) -> set[Quantity]:
+    """The site quantities the configured devices (and a P1 meter) provide, before any poll:
+    what :func:`readings_from_devices` will fill in."""
+    by_kind: dict[type, tuple[Quantity, ...]] = {
+        GridMeter: (Quantity.GRID_IMPORT_W, Quantity.GRID_IMPORT_ENERGY_WH, Quantity.GRID_EXPORT_ENERGY_WH),
+        PvInverter: (Quantity.PV_POWER_W, Quantity.PV_ENERGY_WH),
+        Battery: (Quantity.BATTERY_CHARGE_W, Quantity.BATTERY_SOC),
+        EvCharger: (Quantity.EV_POWER_W, Quantity.EV_CONNECTED),
+        HeatPump: (Quantity.HEAT_PUMP_POWER_W,),
+    }
+    provided = {quantity for kind, quantities in by_kind.items() if devices.of_kind(kind) for quantity in quantities}
+    if with_p1:
+        provided.update(by_kind[GridMeter])
+    return provided
+
+
 def availability(devices: SiteDevices, p1: P1Reader | None = None) -> dict[str, bool]:
     """Device name -> available, from each client's health (and the P1 reader's, as ``p1``)."""
     available = {name: client.health.available for name, client in devices.clients.items()}

@@ -21,7 +21,6 @@ from datetime import datetime, timezone
 from collections.abc import Mapping
 from typing import Any
 
-from drivers.devices import Battery, EvCharger, GridMeter, HeatPump, PvInverter
 from drivers.p1 import P1Reader
 from hems.clock import Clock, holding
 from hems.config import HomeConfig
@@ -35,7 +34,7 @@ from hems.observability.home_assistant_payloads import HomeAssistantSettings
 from hems.observability.metrics import HomeMetrics, MetricsExporter, start_exporter
 from hems.observability.notify import Notifier, Watchdog
 from hems.runtime.actuators import build_actuators
-from hems.runtime.estimation import PlausibilityLimits, StateEstimator
+from hems.runtime.estimation import PlausibilityLimits, StateEstimator, quantities_provided
 from hems.runtime.forecasting import ForecastProvider, LearnedForecast
 from hems.runtime.loops import PeriodicLoop
 from hems.runtime.planning import PlanInForce, PlanningService
@@ -286,26 +285,10 @@ class HomeRuntime:
             publish_period_s=section.publish_period_s, currency=section.currency,
             ca_file=None if section.ca_file is None else str(section.ca_file))
         publisher = HomeAssistantPublisher(settings, self.config.home.id, self.clock.now_s,
-                                           quantities=self._quantities_present(),
+                                           quantities=quantities_provided(self.devices, with_p1=self.config.p1 is not None),
                                            stale_after_s=self.config.reading_max_age_s)
         await publisher.start()
         return publisher
-
-    def _quantities_present(self) -> set[Quantity]:
-        """The site quantities some configured device (or the P1 meter) provides."""
-        assert self.devices is not None
-        by_kind = {
-            GridMeter: (Quantity.GRID_IMPORT_W, Quantity.GRID_IMPORT_ENERGY_WH, Quantity.GRID_EXPORT_ENERGY_WH),
-            PvInverter: (Quantity.PV_POWER_W, Quantity.PV_ENERGY_WH),
-            Battery: (Quantity.BATTERY_CHARGE_W, Quantity.BATTERY_SOC),
-            EvCharger: (Quantity.EV_POWER_W, Quantity.EV_CONNECTED),
-            HeatPump: (Quantity.HEAT_PUMP_POWER_W,),
-        }
-        present = {quantity for kind, quantities in by_kind.items() if self.devices.of_kind(kind)
-                   for quantity in quantities}
-        if self.config.p1 is not None:
-            present.update(by_kind[GridMeter])
-        return present
 
     def describe(self) -> dict[str, Any]:
         """Iterations, overruns and errors per loop (tests and the benchmark read them)."""
