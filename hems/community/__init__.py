@@ -1,0 +1,1 @@
+"""The community manager: membership, market mechanisms, settlement, ledger (``hems community``)."""

@@ -1,0 +1,287 @@
+"""One versioned payload model per message type of protocol v1.
+
+Quantities are integers: energy in Wh, prices in µ¤/kWh, money in n¤ (see :mod:`hems.protocol.units`).
+The price rule ``k`` is a decimal string. docs/protocol.md is generated from these models
+(``python -m hems.protocol.docs``) and a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from typing import Annotated, ClassVar, Literal
+from uuid import UUID
+
+from pydantic import Field, field_validator, model_validator
+
+from hems.protocol.envelope import Identifier, ReceptionStatus, UtcInstant, WireModel
+
+#: Bounds that keep a single message small and every product of two integers exact and sane.
+MAX_ENERGY_WH = 10_000_000  # 10 MWh in one slot is far beyond any home
+MAX_PRICE_MICRO = 100_000_000  # 100 currency units per kWh
+MAX_SLOTS_PER_MESSAGE = 192  # 48 h of 15-min slots
+MAX_ORDERS_PER_SLOT = 50
+MAX_CURVE_POINTS = 101
+
+EnergyWh = Annotated[int, Field(ge=0, le=MAX_ENERGY_WH)]
+PositiveEnergyWh = Annotated[int, Field(ge=1, le=MAX_ENERGY_WH)]
+SignedEnergyWh = Annotated[int, Field(ge=-MAX_ENERGY_WH, le=MAX_ENERGY_WH)]
+PriceMicro = Annotated[int, Field(ge=0, le=MAX_PRICE_MICRO)]
+SlotDuration = Annotated[int, Field(ge=60, le=86_400)]
+
+
+class Side(StrEnum):
+    BUY = "buy"
+    SELL = "sell"
+
+
+class OrderStatus(StrEnum):
+    """The outcome of one order (reported in acks and allocations)."""
+
+    ACCEPTED = "ACCEPTED"
+    REJECTED = "REJECTED"
+    FILLED = "FILLED"
+    PARTIALLY_FILLED = "PARTIALLY_FILLED"
+    UNMATCHED = "UNMATCHED"
+    EXPIRED = "EXPIRED"
+
+
+class BidFormat(StrEnum):
+    """What a mechanism wants from the homes before gate closure."""
+
+    ORDERS = "orders"  # limit orders
+    CURVE = "curve"  # a net-import curve per slot
+    NONE = "none"  # nothing: the sharing rules work from metered positions
+
+
+class SlotState(StrEnum):
+    OPEN = "OPEN"
+    CLOSED = "CLOSED"
+    CLEARED = "CLEARED"
+    SETTLED = "SETTLED"
+
+
+class Payload(WireModel):
+    """The base of every payload: its type name and schema version travel in the envelope."""
+
+    MESSAGE_TYPE: ClassVar[str]
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+
+class MarketConfig(Payload):
+    """``market/config`` (retained): the mechanism, its parameters and the market calendar.
+
+    The gate of the slot starting at ``s`` closes at ``s - gate_closure_lead_s``; orders are
+    accepted for the next ``horizon_slots`` slots whose gate is still open.
+    """
+
+    MESSAGE_TYPE: ClassVar[str] = "market_config"
+
+    community: Identifier
+    config_version: Annotated[int, Field(ge=1)]
+    mechanism: Annotated[str, Field(pattern=r"^[a-z_]{1,40}$")]
+    bid_format: BidFormat
+    slot_duration_s: SlotDuration
+    gate_closure_lead_s: Annotated[int, Field(ge=0, le=86_400)]
+    horizon_slots: Annotated[int, Field(ge=1, le=MAX_SLOTS_PER_MESSAGE)]
+    retail_price_micro: PriceMicro
+    feed_in_price_micro: PriceMicro
+    network_fee_micro: PriceMicro = 0
+    community_fee_micro: PriceMicro = 0
+    price_rule_k: str = "0.5"
+    price_grid_micro: Annotated[list[PriceMicro], Field(min_length=2, max_length=MAX_CURVE_POINTS)]
+    imbalance_import_price_micro: PriceMicro
+    imbalance_export_price_micro: PriceMicro
+    meter_deadline_s: Annotated[int, Field(ge=0, le=86_400)]
+
+    @field_validator("price_rule_k")
+    @classmethod
+    def _k_in_unit_interval(cls, value: str) -> str:
+        try:
+            k = Decimal(value)
+        except InvalidOperation:
+            raise ValueError("must be a decimal string such as '0.5'") from None
+        if not k.is_finite() or not 0 <= k <= 1:
+            raise ValueError("must lie in [0, 1]")
+        return value
+
+    @model_validator(mode="after")
+    def _prices_ordered(self) -> MarketConfig:
+        if self.feed_in_price_micro >= self.retail_price_micro:
+            raise ValueError("feed_in_price_micro must be below retail_price_micro")
+        grid = self.price_grid_micro
+        if any(b <= a for a, b in zip(grid, grid[1:])):
+            raise ValueError("price_grid_micro must be strictly ascending")
+        if grid[0] != self.feed_in_price_micro or grid[-1] != self.retail_price_micro:
+            raise ValueError("price_grid_micro must run from feed_in_price_micro to retail_price_micro")
+        return self
+
+
+class Order(WireModel):
+    """A limit order: up to ``energy_wh`` at ``limit_price_micro`` or better (buyer pays fees on top)."""
+
+    order_id: UUID
+    side: Side
+    energy_wh: PositiveEnergyWh
+    limit_price_micro: PriceMicro
+
+
+class Curve(WireModel):
+    """Net import (Wh; + buy, − sell) at each price of the published grid, non-increasing in price."""
+
+    prices_micro: Annotated[list[PriceMicro], Field(min_length=2, max_length=MAX_CURVE_POINTS)]
+    net_import_wh: Annotated[list[SignedEnergyWh], Field(min_length=2, max_length=MAX_CURVE_POINTS)]
+
+    @model_validator(mode="after")
+    def _shape(self) -> Curve:
+        prices, quantities = self.prices_micro, self.net_import_wh
+        if len(prices) != len(quantities):
+            raise ValueError("prices_micro and net_import_wh must have the same length")
+        if any(b <= a for a, b in zip(prices, prices[1:])):
+            raise ValueError("prices_micro must be strictly ascending")
+        if any(b > a for a, b in zip(quantities, quantities[1:])):
+            raise ValueError("net_import_wh must be non-increasing in price")
+        return self
+
+
+class SlotBid(WireModel):
+    """A home's bid for one slot: orders or a curve. It replaces the home's earlier bid for that
+    slot; an empty ``orders`` list without a curve cancels it."""
+
+    slot_start: UtcInstant
+    duration_s: SlotDuration
+    orders: Annotated[list[Order], Field(max_length=MAX_ORDERS_PER_SLOT)] = []
+    curve: Curve | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> SlotBid:
+        if self.orders and self.curve is not None:
+            raise ValueError("a slot bid carries orders or a curve, not both")
+        ids = [order.order_id for order in self.orders]
+        if len(set(ids)) != len(ids):
+            raise ValueError("order_id must be unique within a slot")
+        return self
+
+
+class OrderSubmission(Payload):
+    """``home/<id>/orders``: bids for one or more slots. ``sequence`` increases with every
+    submission of the home (PowerMatcher's bid number) and is echoed in the allocation."""
+
+    MESSAGE_TYPE: ClassVar[str] = "orders"
+
+    sequence: Annotated[int, Field(ge=0)]
+    slots: Annotated[list[SlotBid], Field(min_length=1, max_length=MAX_SLOTS_PER_MESSAGE)]
+
+    @model_validator(mode="after")
+    def _distinct_slots(self) -> OrderSubmission:
+        starts = [slot.slot_start for slot in self.slots]
+        if len(set(starts)) != len(starts):
+            raise ValueError("each slot_start may appear once")
+        return self
+
+
+class SlotAck(WireModel):
+    """Whether one slot of a submission was taken."""
+
+    slot_start: UtcInstant
+    status: Literal[OrderStatus.ACCEPTED, OrderStatus.REJECTED]
+    reason: Annotated[str, Field(max_length=200)] = ""
+
+
+class Ack(Payload):
+    """``home/<id>/ack``: the reception status of one message (``correlation_id`` = its id)."""
+
+    MESSAGE_TYPE: ClassVar[str] = "ack"
+
+    status: ReceptionStatus
+    diagnostic_label: Annotated[str, Field(max_length=500)] = ""
+    acked_message_type: Annotated[str, Field(max_length=40)] | None = None
+    slots: Annotated[list[SlotAck], Field(max_length=MAX_SLOTS_PER_MESSAGE)] = []
+
+
+class OrderOutcome(WireModel):
+    """The final status of one order after clearing."""
+
+    order_id: UUID
+    status: OrderStatus
+    filled_wh: EnergyWh
+    price_micro: PriceMicro | None = None
+
+
+class Allocation(Payload):
+    """``home/<id>/allocation`` (private): what the home bought and sold in one slot.
+
+    ``paid_nano`` and ``received_nano`` are for energy; ``fees_nano`` (network and community) come on
+    top for the buyer. The net position ``bought_wh - sold_wh`` is what settlement compares with the
+    meter.
+    """
+
+    MESSAGE_TYPE: ClassVar[str] = "allocation"
+
+    slot_start: UtcInstant
+    duration_s: SlotDuration
+    mechanism: str
+    sequence: int | None = None
+    bought_wh: EnergyWh
+    sold_wh: EnergyWh
+    buy_price_micro: PriceMicro | None = None
+    sell_price_micro: PriceMicro | None = None
+    paid_nano: Annotated[int, Field(ge=0)]
+    received_nano: Annotated[int, Field(ge=0)]
+    fees_nano: Annotated[int, Field(ge=0)]
+    orders: Annotated[list[OrderOutcome], Field(max_length=MAX_ORDERS_PER_SLOT)] = []
+
+
+class MeterReport(Payload):
+    """``home/<id>/meter``: the energy the grid meter counted in one finished slot."""
+
+    MESSAGE_TYPE: ClassVar[str] = "meter"
+
+    slot_start: UtcInstant
+    duration_s: SlotDuration
+    import_wh: EnergyWh
+    export_wh: EnergyWh
+
+
+class SlotResult(Payload):
+    """``market/slot/<start>/result`` (retained, public): aggregates only, never who traded with whom."""
+
+    MESSAGE_TYPE: ClassVar[str] = "slot_result"
+
+    slot_start: UtcInstant
+    duration_s: SlotDuration
+    state: SlotState
+    mechanism: str
+    config_version: int
+    price_rule_k: str
+    price_micro: PriceMicro | None = None
+    buy_price_micro: PriceMicro | None = None
+    sell_price_micro: PriceMicro | None = None
+    min_trade_price_micro: PriceMicro | None = None
+    median_trade_price_micro: PriceMicro | None = None
+    max_trade_price_micro: PriceMicro | None = None
+    traded_wh: EnergyWh
+    grid_import_wh: Annotated[int, Field(ge=0)]
+    grid_export_wh: Annotated[int, Field(ge=0)]
+    homes: Annotated[int, Field(ge=0)]
+    non_responders: Annotated[int, Field(ge=0)]
+    tie_break_seed: int | None = None
+    book_hash: str
+    rounding_nano: int
+    ledger_head: str
+
+
+class HomeStatus(Payload):
+    """``home/<id>/status`` (retained; the last will says ``offline``)."""
+
+    MESSAGE_TYPE: ClassVar[str] = "home_status"
+
+    state: Literal["online", "offline"]
+    market: Literal["trading", "retail_only", "disabled"] = "retail_only"
+
+
+#: Every payload type by its ``message_type``.
+PAYLOAD_TYPES: dict[str, type[Payload]] = {
+    model.MESSAGE_TYPE: model
+    for model in (MarketConfig, OrderSubmission, Ack, Allocation, MeterReport, SlotResult, HomeStatus)
+}
