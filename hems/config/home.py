@@ -3,12 +3,13 @@
 One TOML file describes a whole home: who it is and where (``[home]``), its devices
 (``[[device]]``, ``[p1]``), the MPC's view of the site (``[battery]``, ``[grid]``, ``[pv]``,
 ``[ev]``, ``[heat_pump]``, ``[mpc]``), the tariff, and how the daemon runs (``[loops]``,
-``[control]``, ``[forecast]``, ``[store]``, ``[metrics]``, ``[logging]``, ``[home_assistant]``).
-Every key is documented in docs/configuration.md.
+``[control]``, ``[forecast]``, ``[store]``, ``[metrics]``, ``[logging]``, ``[home_assistant]``) and
+the community market (``[market]``). Every key is documented in docs/configuration.md.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ from pydantic import Field, InstanceOf, PrivateAttr, ValidationError, Validation
 from hems.config.base import Section
 from hems.config.devices import DeviceConfig, P1Config, RtuConfig
 from hems.config.errors import ConfigError, config_problem, describe_validation_error, invalid, out_of_range, show
+from hems.config.market import MarketSection
 from hems.config.operations import (
     ControlConfig,
     ForecastConfig,
@@ -89,6 +91,7 @@ class HomeConfig(Section):
     metrics: MetricsConfig = MetricsConfig()
     logging: LoggingConfig = LoggingConfig()
     home_assistant: HomeAssistantConfig = HomeAssistantConfig()
+    market: MarketSection = MarketSection()
     _site: SiteConfig = PrivateAttr()
 
     @field_validator("battery", "grid", "pv", "ev", "heat_pump", "mpc", mode="before")
@@ -101,10 +104,12 @@ class HomeConfig(Section):
         problems = _device_problems(self.device, self.p1) + _timing_problems(self)
         if problems:
             raise config_problem(*problems)
+        # Trading means committed trades: the MPC must take them into account.
+        mpc = dataclasses.replace(self.mpc, market_enabled=True) if self.market.enabled else self.mpc
         try:
             self._site = SiteConfig(
                 battery=self.battery, grid=self.grid, pv=self.pv, ev=self.ev, heat_pump=self.heat_pump,
-                mpc=self.mpc, latitude_deg=self.home.latitude_deg, longitude_deg=self.home.longitude_deg,
+                mpc=mpc, latitude_deg=self.home.latitude_deg, longitude_deg=self.home.longitude_deg,
                 timezone=self.home.timezone)
         except SiteConfigError as error:  # the sections passed one by one; this is a safety net
             raise config_problem(("", f": {error}")) from None

@@ -140,23 +140,19 @@ class LoggingConfig(Section):
         return self.format == "json"
 
 
-class HomeAssistantConfig(Section):
-    """``[home_assistant]``: publish state to Home Assistant over MQTT (discovery)."""
+class MqttBrokerConfig(Section):
+    """Where an MQTT broker is and how to log in: shared by every section that talks to one."""
 
-    enabled: StrictBool = False
     #: ``mqtt://host[:port]`` or ``mqtts://host[:port]`` (TLS); default ports 1883 and 8883.
     broker: str = "mqtt://127.0.0.1:1883"
-    discovery_prefix: str = Field(default="homeassistant", pattern=_TOPIC_PREFIX)
-    state_topic_prefix: str = Field(default="hems", pattern=_TOPIC_PREFIX)
     username: str | None = Field(default=None, min_length=1)
     #: A file holding the broker password (readable by the hems user only); never the password here.
     password_file: Path | None = None
-    #: Seconds between two state publications.
-    publish_period_s: float = Field(default=30.0, ge=1, le=3600)
-    #: Currency of the planned-cost sensor (ISO 4217 code).
-    currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
     #: CA bundle for an ``mqtts://`` broker with a private CA; unset: the system CAs.
     ca_file: Path | None = None
+    #: A client certificate and its key, for brokers that authenticate clients by certificate.
+    cert_file: Path | None = None
+    key_file: Path | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -166,6 +162,12 @@ class HomeAssistantConfig(Section):
             raise config_problem(("password", ": a password never goes in this file: write it to a file "
                                               "readable only by the hems user and set password_file"))
         return data
+
+    @model_validator(mode="after")
+    def _certificate_with_key(self) -> MqttBrokerConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise config_problem(("cert_file", ": cert_file and key_file go together; set both or neither"))
+        return self
 
     @field_validator("broker")
     @classmethod
@@ -199,3 +201,21 @@ class HomeAssistantConfig(Section):
     def broker_tls(self) -> bool:
         """True for ``mqtts://``."""
         return urlsplit(self.broker).scheme == "mqtts"
+
+    def read_password(self) -> str | None:
+        """The password from ``password_file`` (trailing newline stripped), or None without one."""
+        if self.password_file is None:
+            return None
+        return self.password_file.read_text(encoding="utf-8").rstrip("\r\n")
+
+
+class HomeAssistantConfig(MqttBrokerConfig):
+    """``[home_assistant]``: publish state to Home Assistant over MQTT (discovery)."""
+
+    enabled: StrictBool = False
+    discovery_prefix: str = Field(default="homeassistant", pattern=_TOPIC_PREFIX)
+    state_topic_prefix: str = Field(default="hems", pattern=_TOPIC_PREFIX)
+    #: Seconds between two state publications.
+    publish_period_s: float = Field(default=30.0, ge=1, le=3600)
+    #: Currency of the planned-cost sensor (ISO 4217 code).
+    currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")

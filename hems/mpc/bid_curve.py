@@ -59,16 +59,29 @@ def _with_slot_price(prepared: PreparedInputs, slot: int, price: float) -> Prepa
     return dataclasses.replace(prepared, import_price=import_price, export_price=export_price)
 
 
-def bid_curves(planner: Planner, inputs: PlanInputs, slots: Sequence[int] = (0,), points: int = 11) -> list[BidCurve]:
-    """One curve per requested slot index, from ``points`` re-solves each."""
+def bid_curves(planner: Planner, inputs: PlanInputs, slots: Sequence[int] = (0,), points: int = 11,
+               prices: Sequence[float] | None = None) -> list[BidCurve]:
+    """One curve per requested slot index, from ``points`` re-solves each.
+
+    ``prices`` (currency per kWh, strictly ascending): evaluate every curve on exactly this grid
+    (a market's published grid) instead of one derived from the slot's tariff; ``points`` is then
+    unused.
+    """
+    explicit = None
+    if prices is not None:
+        explicit = np.asarray(prices, dtype=float)
+        if explicit.ndim != 1 or explicit.size == 0 or not np.all(np.isfinite(explicit)) \
+                or np.any(np.diff(explicit) <= 0):
+            raise ValueError("prices must be a non-empty, finite, strictly ascending grid")
     prepared = planner.prepare(inputs)
     hours = planner.step_s / 3600.0
     curves = []
     for slot in slots:
         if not 0 <= slot < planner.n_steps:
             raise ValueError(f"slot {slot} outside the horizon of {planner.n_steps} slots")
-        grid = price_grid(float(prepared.export_price[slot]), float(prepared.import_price[slot]), points,
-                          prepared.community_price_band)
+        grid = explicit if explicit is not None else price_grid(
+            float(prepared.export_price[slot]), float(prepared.import_price[slot]), points,
+            prepared.community_price_band)
         quantities = []
         for price in grid:
             plan = planner.plan_prepared(_with_slot_price(prepared, slot, float(price)))

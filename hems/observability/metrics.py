@@ -24,6 +24,8 @@ DEFAULT_METRICS_PORT = 9925
 SOLVE_SECONDS_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 JOULES_PER_WH = 3600.0
 MPC_STATUSES = ("optimal", "fallback", "failed")
+#: What the home does in the community market (the HomeStatus ``market`` field).
+MARKET_STATES = ("trading", "retail_only", "disabled")
 
 
 class HealthLike(Protocol):
@@ -73,6 +75,19 @@ class HomeMetrics:
                                   ["quantity"], unit="watts", registry=registry)
         self.readings_rejected = Counter("hems_readings_rejected", "Readings not used, by reason.",
                                          ["reason"], registry=registry)
+        self.market_connected = Gauge("hems_market_connected", "1 while connected to the community broker.",
+                                      registry=registry)
+        self.market_state = Gauge("hems_market_state", "1 for the home's market state, 0 for the others.",
+                                  ["state"], registry=registry)
+        self.market_messages = Counter("hems_market_messages", "Market messages by direction (in, out) and type.",
+                                       ["direction", "message_type"], registry=registry)
+        self.market_rejections = Counter("hems_market_rejections",
+                                         "Messages or slot bids the community manager refused, by status.",
+                                         ["status"], registry=registry)
+        self.outbox_pending = Gauge("hems_outbox_pending", "Market messages the manager has not acknowledged yet.",
+                                    registry=registry)
+        for state in MARKET_STATES:
+            self.market_state.labels(state=state).set(1 if state == "disabled" else 0)
         self._mpc_statuses = set(MPC_STATUSES)
         for status in MPC_STATUSES:
             self.mpc_status.labels(status=status).set(0)
@@ -146,6 +161,31 @@ class HomeMetrics:
     def reading_rejected(self, reason: str, count: int = 1) -> None:
         """Count readings not used (stale, implausible, out_of_range, ...)."""
         self.readings_rejected.labels(reason=reason).inc(count)
+
+    def set_market_connected(self, connected: bool) -> None:
+        """Whether the market agent's broker connection is up."""
+        self.market_connected.set(1 if connected else 0)
+
+    def set_market_state(self, state: str) -> None:
+        """Make ``state`` (trading, retail_only, disabled) the one market state at 1."""
+        if state not in MARKET_STATES:
+            raise ValueError(f"market state {state!r}: allowed {', '.join(MARKET_STATES)}")
+        for other in MARKET_STATES:
+            self.market_state.labels(state=other).set(1 if other == state else 0)
+
+    def market_message(self, direction: str, message_type: str) -> None:
+        """Count one market message ``direction`` "in" (received) or "out" (published)."""
+        if direction not in ("in", "out"):
+            raise ValueError(f"direction {direction!r}: allowed in, out")
+        self.market_messages.labels(direction=direction, message_type=message_type).inc()
+
+    def market_rejection(self, status: str) -> None:
+        """Count one refusal by the manager (an ack's status, or REJECTED for one slot's bid)."""
+        self.market_rejections.labels(status=status).inc()
+
+    def set_outbox_pending(self, count: int) -> None:
+        """Messages in the outbox not yet acknowledged by the manager."""
+        self.outbox_pending.set(count)
 
     def render(self) -> bytes:
         """The registry in Prometheus text format (what a scrape returns)."""

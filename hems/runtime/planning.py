@@ -1,8 +1,14 @@
 """Planning: when to re-plan, and turning forecasts, prices and the measured state into a plan.
 
 A plan is made at every slot boundary, when the measured SoC has drifted from the planned one
-by more than ``replan_soc_deviation`` (at most every ``replan_min_interval_s``), and when there
-is none. The solve runs in a worker thread, so the event loop keeps polling and controlling.
+by more than ``replan_soc_deviation`` (at most every ``replan_min_interval_s``), when there is
+none, and when someone asks for one (the market agent, after a new allocation). The solve runs in
+a worker thread, so the event loop keeps polling and controlling.
+
+With a market, :attr:`PlanningService.market_terms` supplies the committed trades and the
+community's price band of each plan; the inputs of the last solve are kept
+(:attr:`PlanningService.last_inputs`) for the agent's bid curves, which use the same planner
+through :meth:`PlanningService.run_with_planner` (one solve at a time: the planner is stateful).
 """
 
 from __future__ import annotations
@@ -12,8 +18,9 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import TypeVar
 
-from hems.mpc.inputs import PlanInputs
+from hems.mpc.inputs import PlanInputs, Trades
 from hems.mpc.plan import Plan, PlanStep
 from hems.mpc.planner import Planner
 from hems.runtime.forecasting import ForecastProvider
@@ -23,6 +30,10 @@ logger = logging.getLogger(__name__)
 
 #: (instants, timezone) -> (import prices, export prices), currency per kWh.
 PriceSource = Callable[[Sequence[datetime], str], tuple[Sequence[float], Sequence[float]]]
+#: (horizon start, slots, slot length s) -> (committed trades aligned with the horizon or None,
+#: the community's (floor, cap) price band in currency per kWh or None).
+MarketTermsSource = Callable[[datetime, int, int], tuple[Trades | None, tuple[float, float] | None]]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -67,7 +78,13 @@ class PlanningService:
         self.replan_min_interval_s = replan_min_interval_s
         self.current: PlanInForce | None = None
         self.plans_made = 0
+        #: The inputs of the last solve (the market agent derives its bid curves from them).
+        self.last_inputs: PlanInputs | None = None
+        #: Committed trades and price band for each plan; None: no market.
+        self.market_terms: MarketTermsSource | None = None
         self._observations: list[tuple[datetime, float, float]] = []
+        self._requested: str | None = None
+        self._planner_lock = asyncio.Lock()
 
     @property
     def step_s(self) -> int:
@@ -87,6 +104,8 @@ class PlanningService:
         current = self.current
         if current is None:
             return "no plan"
+        if self._requested is not None:
+            return self._requested
         if self.slot_start_s(now_s) > current.start_s:
             return "slot boundary"
         if now_s - current.made_at_s < self.replan_min_interval_s:
@@ -97,20 +116,38 @@ class PlanningService:
             return f"soc deviation {measured - planned:+.3f}"
         return None
 
+    def request_replan(self, reason: str) -> None:
+        """Plan again at the next planning cycle, whatever the other rules say."""
+        self._requested = reason
+
+    async def run_with_planner(self, function: Callable[[Planner], T]) -> T:
+        """Run ``function(planner)`` in a worker thread while no plan is being made."""
+        async with self._planner_lock:
+            return await asyncio.to_thread(function, self.planner)
+
     async def plan(self, snapshot: SiteSnapshot, now_s: float) -> PlanInForce:
         """Make a plan from now's slot with the measured state; the solve runs in a thread."""
         start_s = self.slot_start_s(now_s)
         soc = snapshot.value(Quantity.BATTERY_SOC)
         soc_initial = self.planner.site.battery.soc_initial if soc is None else soc
         observations, self._observations = self._observations, []
-        plan = await asyncio.to_thread(self._plan_blocking, start_s, now_s, soc_initial, observations)
+        self._requested = None  # a request arriving while this plan is made asks for the next one
+        trades, band = None, None
+        if self.market_terms is not None:
+            # Read on the event loop, at plan time: an allocation that came in before this
+            # instant is in this plan.
+            trades, band = self.market_terms(_utc(start_s), self.planner.n_steps, self.step_s)
+        async with self._planner_lock:
+            plan = await asyncio.to_thread(self._plan_blocking, start_s, now_s, soc_initial, observations,
+                                           trades, band)
         in_force = PlanInForce(plan, now_s, start_s, soc_initial)
         self.current = in_force
         self.plans_made += 1
         return in_force
 
     def _plan_blocking(self, start_s: float, now_s: float, soc_initial: float,
-                       observations: list[tuple[datetime, float, float]]) -> Plan:
+                       observations: list[tuple[datetime, float, float]], trades: Trades | None = None,
+                       band: tuple[float, float] | None = None) -> Plan:
         for slot_start, load_w, pv_w in observations:
             self.forecast.observe(slot_start, load_w, pv_w)
         start = _utc(start_s)
@@ -120,7 +157,8 @@ class PlanningService:
         import_price, export_price = self._prices(instants, self._timezone)
         inputs = PlanInputs(start=start, load_w=list(forecast.load_w), pv_w=list(forecast.pv_w),
                             import_price=list(import_price), export_price=list(export_price),
-                            soc_initial=soc_initial)
+                            soc_initial=soc_initial, trades=trades, community_price_band=band)
+        self.last_inputs = inputs
         return self.planner.plan(inputs)
 
 

@@ -27,7 +27,7 @@ def test_defaults_of_every_optional_section():
     assert config.home_assistant.model_dump() == {
         "enabled": False, "broker": "mqtt://127.0.0.1:1883", "discovery_prefix": "homeassistant",
         "state_topic_prefix": "hems", "username": None, "password_file": None, "publish_period_s": 30.0,
-        "currency": "EUR", "ca_file": None}
+        "currency": "EUR", "ca_file": None, "cert_file": None, "key_file": None}
     assert config.tariff.import_price_per_kwh == 0.30 and config.tariff.export_price_per_kwh == 0.08
     assert config.tariff.period == ()
     assert config.device == [] and config.p1 is None

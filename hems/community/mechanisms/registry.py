@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import importlib
 
-from hems.community.mechanisms.base import Mechanism
+from hems.community.mechanisms.base import InputKind, Mechanism
 
-#: name -> "module:Class" under hems.community.mechanisms
-_MECHANISMS: dict[str, str] = {
-    "uniform_auction": "uniform:UniformPriceAuction",
-    "pay_as_bid": "pay_as_bid:PayAsBidAuction",
-    "bid_curve": "bid_curve:BidCurveEquilibrium",
-    "supply_demand_ratio": "sharing:SupplyDemandRatio",
-    "mid_market_rate": "sharing:MidMarketRate",
-    "bill_sharing": "sharing:BillSharing",
-    "energy_collective": "collective:EnergyCollective",
+#: name -> ("module:Class" under hems.community.mechanisms, what it clears from)
+_MECHANISMS: dict[str, tuple[str, InputKind]] = {
+    "uniform_auction": ("uniform:UniformPriceAuction", InputKind.ORDERS),
+    "pay_as_bid": ("pay_as_bid:PayAsBidAuction", InputKind.ORDERS),
+    "bid_curve": ("bid_curve:BidCurveEquilibrium", InputKind.CURVES),
+    "supply_demand_ratio": ("sharing:SupplyDemandRatio", InputKind.POSITIONS),
+    "mid_market_rate": ("sharing:MidMarketRate", InputKind.POSITIONS),
+    "bill_sharing": ("sharing:BillSharing", InputKind.POSITIONS),
+    "energy_collective": ("collective:EnergyCollective", InputKind.ORDERS),
 }
 
 
@@ -24,10 +24,17 @@ def mechanism_names() -> tuple[str, ...]:
     return tuple(_MECHANISMS)
 
 
+def input_kind(name: str) -> InputKind:
+    """What the named mechanism clears from, without importing it."""
+    if name not in _MECHANISMS:
+        raise KeyError(f"unknown mechanism {name!r}; choose one of {', '.join(_MECHANISMS)}")
+    return _MECHANISMS[name][1]
+
+
 def mechanism_class(name: str) -> type[Mechanism]:
     """The class behind ``name``; KeyError naming the choices for an unknown one."""
     try:
-        module_name, class_name = _MECHANISMS[name].split(":")
+        module_name, class_name = _MECHANISMS[name][0].split(":")
     except KeyError:
         raise KeyError(f"unknown mechanism {name!r}; choose one of {', '.join(_MECHANISMS)}") from None
     module = importlib.import_module(f"hems.community.mechanisms.{module_name}")

@@ -1,0 +1,216 @@
+"""The community manager's configuration (``hems community --config FILE``).
+
+```toml
+[community]
+id = "sunny-street"                        # the topic prefix hems/v1/<id>/
+state_directory = "/var/lib/hems-community"
+
+[broker]                                   # see docs/configuration.md, [home_assistant] keys
+broker = "mqtts://broker.example.org:8883"
+username = "manager"
+password_file = "/etc/hems/manager.password"
+ca_file = "/etc/hems/ca.crt"
+
+[market]
+mechanism = "bid_curve"
+slot_duration_s = 900
+gate_closure_lead_s = 300
+horizon_slots = 4
+retail_price = 0.30                        # currency per kWh
+feed_in_price = 0.08
+
+[[member]]
+id = "home-01"
+```
+Prices are read as decimals (the TOML text, not a binary float) and become integer µ¤/kWh.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from decimal import Decimal
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from hems.community.mechanisms.base import InputKind, MarketParameters
+from hems.community.mechanisms.registry import input_kind, mechanism_names
+from hems.config.base import Section
+from hems.config.errors import ConfigError, config_problem, describe_validation_error, invalid, out_of_range
+from hems.config.operations import LoggingConfig, MetricsConfig, MqttBrokerConfig
+from hems.protocol.messages import BidFormat, MarketConfig
+from hems.protocol.topics import IDENTIFIER
+from hems.protocol.units import price_to_micro
+
+Price = Field(ge=0, le=100)
+
+
+class CommunitySection(Section):
+    """``[community]``: who the community is and where its books live."""
+
+    id: str = Field(pattern=IDENTIFIER.pattern)
+    #: The manager's SQLite database (orders, meters, ledger) lives here.
+    state_directory: Path = Path("/var/lib/hems-community")
+
+    @property
+    def database_path(self) -> Path:
+        return self.state_directory / "community.sqlite"
+
+
+class MarketSection(Section):
+    """``[market]``: the mechanism, its prices and the calendar."""
+
+    mechanism: str = "bid_curve"
+    #: What homes submit; unset: curves for the bidding mechanisms, nothing for the sharing rules.
+    bid_format: Literal["orders", "curve", "none"] | None = None
+    slot_duration_s: int = Field(default=900, ge=300, le=3600)
+    #: The gate of a slot closes this many seconds before the slot starts.
+    gate_closure_lead_s: int = Field(default=300, ge=0, le=86_400)
+    #: Orders are accepted for this many slots ahead of the next gate closure.
+    horizon_slots: int = Field(default=4, ge=1, le=192)
+    retail_price: Decimal = Price
+    feed_in_price: Decimal = Price
+    network_fee: Decimal = Field(default=Decimal(0), ge=0, le=10)
+    community_fee: Decimal = Field(default=Decimal(0), ge=0, le=10)
+    #: Price rule of the auctions: p* = k·bid + (1 − k)·ask (0.5: midpoint of the marginal pair).
+    price_rule_k: Decimal = Field(default=Decimal("0.5"), ge=0, le=1)
+    #: Points of the published price grid for bid curves (feed-in … retail).
+    price_grid_points: int = Field(default=21, ge=2, le=101)
+    #: Deviations from the allocation are settled at these prices (unset: retail and feed-in).
+    imbalance_import_price: Decimal | None = Field(default=None, ge=0, le=100)
+    imbalance_export_price: Decimal | None = Field(default=None, ge=0, le=100)
+    #: Meter reports are awaited this long after a slot ends; then the slot settles provisionally.
+    meter_deadline_s: int = Field(default=600, ge=0, le=86_400)
+    #: Energy collective: extra cost per kWh a home imports or exports (preference weights).
+    import_preference: Decimal = Field(default=Decimal(0), ge=0, le=10)
+    export_preference: Decimal = Field(default=Decimal(0), ge=0, le=10)
+    #: Fixed tie-break seed base (tests, audits); unset: a fresh random seed per slot, published.
+    tie_break_seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
+
+    @field_validator("mechanism")
+    @classmethod
+    def _known_mechanism(cls, value: str) -> str:
+        if value not in mechanism_names():
+            raise config_problem(("", invalid(value, "one of " + ", ".join(mechanism_names()))))
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MarketSection:
+        if self.feed_in_price >= self.retail_price:
+            raise config_problem(("feed_in_price", out_of_range(self.feed_in_price,
+                                                                f"< retail_price ({self.retail_price})")))
+        wants_positions = input_kind(self.mechanism) is InputKind.POSITIONS
+        if self.bid_format is not None and (self.bid_format == "none") != wants_positions:
+            allowed = '"none"' if wants_positions else '"orders" or "curve"'
+            raise config_problem(("bid_format", invalid(self.bid_format, f"{allowed} for {self.mechanism}")))
+        return self
+
+    @property
+    def effective_bid_format(self) -> BidFormat:
+        if self.bid_format is not None:
+            return BidFormat(self.bid_format)
+        positions = input_kind(self.mechanism) is InputKind.POSITIONS
+        return BidFormat.NONE if positions else BidFormat.CURVE
+
+    def price_grid_micro(self) -> list[int]:
+        """The published grid: ``price_grid_points`` prices from feed-in to retail, integer µ¤/kWh."""
+        low, high = price_to_micro(self.feed_in_price), price_to_micro(self.retail_price)
+        points = self.price_grid_points
+        grid = sorted({low + (high - low) * index // (points - 1) for index in range(points)})
+        return grid
+
+    def parameters(self, seed: int) -> MarketParameters:
+        """The mechanism parameters of one slot."""
+        return MarketParameters(
+            retail_price_micro=price_to_micro(self.retail_price),
+            feed_in_price_micro=price_to_micro(self.feed_in_price),
+            k=Fraction(self.price_rule_k), network_fee_micro=price_to_micro(self.network_fee),
+            community_fee_micro=price_to_micro(self.community_fee), seed=seed,
+            price_grid_micro=tuple(self.price_grid_micro()),
+            import_preference_micro=price_to_micro(self.import_preference),
+            export_preference_micro=price_to_micro(self.export_preference),
+        )
+
+    @property
+    def imbalance_import_price_micro(self) -> int:
+        return price_to_micro(self.imbalance_import_price if self.imbalance_import_price is not None
+                              else self.retail_price)
+
+    @property
+    def imbalance_export_price_micro(self) -> int:
+        return price_to_micro(self.imbalance_export_price if self.imbalance_export_price is not None
+                              else self.feed_in_price)
+
+
+class MemberSection(Section):
+    """``[[member]]``: one home of the community; its id is its broker user name."""
+
+    id: str = Field(pattern=IDENTIFIER.pattern)
+
+
+class CommunityConfig(Section):
+    """The whole file."""
+
+    community: CommunitySection
+    broker: MqttBrokerConfig = MqttBrokerConfig(username="manager")
+    market: MarketSection
+    member: list[MemberSection] = Field(min_length=1)
+    metrics: MetricsConfig = MetricsConfig(enabled=False)
+    logging: LoggingConfig = LoggingConfig()
+
+    @field_validator("member")
+    @classmethod
+    def _unique_members(cls, members: list[MemberSection]) -> list[MemberSection]:
+        seen: set[str] = set()
+        for index, member in enumerate(members):
+            if member.id in seen:
+                raise config_problem((f"{index}.id", invalid(member.id, "an id not used by another member")))
+            seen.add(member.id)
+        return members
+
+    @property
+    def member_ids(self) -> tuple[str, ...]:
+        return tuple(member.id for member in self.member)
+
+    def market_config(self, config_version: int) -> MarketConfig:
+        """The retained ``market/config`` message."""
+        market = self.market
+        return MarketConfig(
+            community=self.community.id, config_version=config_version, mechanism=market.mechanism,
+            bid_format=market.effective_bid_format, slot_duration_s=market.slot_duration_s,
+            gate_closure_lead_s=market.gate_closure_lead_s, horizon_slots=market.horizon_slots,
+            retail_price_micro=price_to_micro(market.retail_price),
+            feed_in_price_micro=price_to_micro(market.feed_in_price),
+            network_fee_micro=price_to_micro(market.network_fee),
+            community_fee_micro=price_to_micro(market.community_fee),
+            price_rule_k=str(market.price_rule_k), price_grid_micro=market.price_grid_micro(),
+            imbalance_import_price_micro=market.imbalance_import_price_micro,
+            imbalance_export_price_micro=market.imbalance_export_price_micro,
+            meter_deadline_s=market.meter_deadline_s,
+        )
+
+
+def parse_community_config(text: str, source: str = "<config>") -> CommunityConfig:
+    """Validate TOML text; raises :class:`ConfigError` naming ``source`` and every bad key."""
+    try:
+        document: dict[str, Any] = tomllib.loads(text, parse_float=Decimal)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(source, [f"not valid TOML: {error}"]) from error
+    try:
+        return CommunityConfig.model_validate(document)
+    except ValidationError as error:
+        raise ConfigError(source, describe_validation_error(error, CommunityConfig)) from error
+
+
+def load_community_config(path: str | Path) -> CommunityConfig:
+    """Read and validate a community manager configuration file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as error:
+        raise ConfigError(str(path), ["file not found"]) from error
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(str(path), [f"cannot read the file: {error}"]) from error
+    return parse_community_config(text, str(path))

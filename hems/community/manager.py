@@ -1,0 +1,419 @@
+"""The community manager's decisions: take bids and meter reports, clear at gate closure, settle
+after each slot. Synchronous and free of MQTT: every method takes the time and returns the
+messages to publish, so the service (hems/community/service.py) can run it on one worker thread
+and the tests can drive it directly.
+
+Every state change and its ledger record are one SQLite transaction (hems/community/state.py), so
+a manager killed at any instant restarts without losing or double-counting anything: a cleared
+slot is never cleared again, a settled slot never settled again, a duplicate message gets its
+first ack again and changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from collections import Counter
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from hems.community.bids import clearing_input, crossing_reason, orders_of
+from hems.community.calendar import MarketCalendar
+from hems.community.config import CommunityConfig
+from hems.community.ledger import RecordKind
+from hems.community.mechanisms.base import ClearingResult, HomeAllocation, InputKind
+from hems.community.mechanisms.registry import create_mechanism, input_kind
+from hems.community.records import (
+    allocation_message,
+    allocation_to_body,
+    book_hash,
+    result_from_bodies,
+    result_to_body,
+    slot_result_message,
+    utc,
+)
+from hems.community.settlement import (
+    MeteredEnergy,
+    SettlementPrices,
+    correction,
+    settle_slot,
+)
+from hems.community.state import CommunityState
+from hems.protocol.codec import Message, ProtocolError, decode, encode
+from hems.protocol.envelope import ReceptionStatus
+from hems.protocol.messages import (
+    Ack,
+    BidFormat,
+    MeterReport,
+    OrderStatus,
+    OrderSubmission,
+    Payload,
+    SlotAck,
+    SlotBid,
+    SlotState,
+)
+from hems.protocol.topics import HomeTopic, Topics
+
+logger = logging.getLogger(__name__)
+
+SENDER = "manager"
+#: A message stamped further ahead of the manager's clock than this is refused (a wrong clock).
+MAX_CLOCK_AHEAD_S = 300
+#: Meter reports for slots older than this are refused; the dedupe memo is kept as long.
+METER_RETENTION_S = 7 * 86_400
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A message to publish."""
+
+    topic: str
+    payload: bytes
+    retain: bool = False
+
+
+class CommunityManager:
+    """One community's market, on its state database."""
+
+    def __init__(self, config: CommunityConfig, state: CommunityState) -> None:
+        self.config = config
+        self.state = state
+        self.topics = Topics(config.community.id)
+        market = config.market
+        self.calendar = MarketCalendar(market.slot_duration_s, market.gate_closure_lead_s, market.horizon_slots)
+        self.mechanism = create_mechanism(market.mechanism)
+        self.input_kind = input_kind(market.mechanism)
+        self.members = frozenset(config.member_ids)
+        self.prices = SettlementPrices(
+            retail_price_micro=market.parameters(0).retail_price_micro,
+            feed_in_price_micro=market.parameters(0).feed_in_price_micro,
+            imbalance_import_price_micro=market.imbalance_import_price_micro,
+            imbalance_export_price_micro=market.imbalance_export_price_micro)
+        self.config_version = 0
+        self.market_start_s = 0  # slots before the manager's first start are not this market's
+        self.received: Counter[tuple[str, str]] = Counter()  # (message type, reception status)
+        self._next_clearing_s = 0
+        self._next_settlement_s = 0
+        self._unknown_senders: set[str] = set()
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def start(self, now_s: float) -> list[Outgoing]:
+        """Publish the market config (a new version when it changed) and re-publish what homes may
+        have missed while the manager was away; then catch up with due clearings and settlements."""
+        market_body = self.config.market_config(1).model_dump(mode="json", exclude={"config_version"})
+        history = self.state.ledger.records(kind=RecordKind.CONFIG)
+        if history and history[-1].body.get("market") == market_body:
+            self.config_version = int(history[-1].body["config_version"])
+        else:
+            self.config_version = len(history) + 1
+            self.state.record_config({"config_version": self.config_version, "market": market_body}, now_s)
+            history = self.state.ledger.records(kind=RecordKind.CONFIG)
+        first_start_s = history[0].recorded_at_s
+        self.market_start_s = self.calendar.slot_start_s(first_start_s) + self.calendar.slot_duration_s
+        self._next_clearing_s = max(self.market_start_s, self._first_unprocessed(now_s))
+        self._next_settlement_s = self._next_clearing_s
+        out = [Outgoing(self.topics.market_config(), self._encode(self.config.market_config(self.config_version),
+                                                                  now_s), retain=True)]
+        out += self._republish_current(now_s)
+        return out + self.tick(now_s)
+
+    def tick(self, now_s: float) -> list[Outgoing]:
+        """Clear every slot whose gate has closed and settle every slot whose meter deadline passed."""
+        out: list[Outgoing] = []
+        duration = self.calendar.slot_duration_s
+        while self.calendar.gate_closure_s(self._next_clearing_s) <= now_s:
+            slot = self._next_clearing_s
+            if self.input_kind is not InputKind.POSITIONS and self.state.slot(slot) is None \
+                    and slot + duration > now_s:
+                out += self._clear(slot, now_s)
+            self._next_clearing_s += duration
+        deadline = self.config.market.meter_deadline_s
+        while self._next_settlement_s + duration + deadline <= now_s:
+            out += self._settle(self._next_settlement_s, now_s)
+            self._next_settlement_s += duration
+        return out
+
+    def next_event_s(self, now_s: float) -> float:
+        """When :meth:`tick` next has something to do."""
+        duration = self.calendar.slot_duration_s
+        settle_at = self._next_settlement_s + duration + self.config.market.meter_deadline_s
+        gate_at = self.calendar.gate_closure_s(self._next_clearing_s)
+        return float(max(min(settle_at, gate_at), now_s))
+
+    # -- messages -----------------------------------------------------------------------------
+
+    def handle(self, topic: str, raw: bytes, now_s: float) -> list[Outgoing]:
+        """One message from a home: validate, apply, and ack (always, with a reason)."""
+        address = self.topics.parse_home(topic)
+        if address is None or address.leaf not in (HomeTopic.ORDERS, HomeTopic.METER):
+            return []  # our own acks and allocations, home status: nothing to take
+        home = address.home
+        if home not in self.members:
+            if home not in self._unknown_senders:
+                self._unknown_senders.add(home)
+                logger.warning("message from %r, who is not a member of %s: ignored", home, self.config.community.id)
+            self.received[(str(address.leaf), "NOT_A_MEMBER")] += 1
+            return []
+        accepted: tuple[type[Payload], ...] = (OrderSubmission,) if address.leaf is HomeTopic.ORDERS else (MeterReport,)
+        try:
+            message = decode(raw, accepted)
+        except ProtocolError as error:
+            return self._refuse(home, error, now_s)
+        memo = self.state.seen_ack(str(message.message_id))
+        if memo is not None:  # a QoS 1 duplicate or a replay: the first answer again, nothing else
+            self.received[(message.envelope.message_type, "DUPLICATE")] += 1
+            return [self._ack_out(home, Ack.model_validate_json(memo["ack"]), message.message_id, now_s)]
+        problem = self._envelope_problem(home, message, now_s)
+        if problem:
+            return self._refuse(home, ProtocolError(ReceptionStatus.INVALID_CONTENT, problem, message.message_id,
+                                                    message.envelope.message_type), now_s)
+        if isinstance(message.payload, OrderSubmission):
+            return self._take_orders(home, message, now_s)
+        return self._take_meter(home, message, now_s)
+
+    def _envelope_problem(self, home: str, message: Message[Any], now_s: float) -> str:
+        if message.sender != home:
+            return f"sender {message.sender!r} does not match the topic's home {home!r}"
+        ahead_s = message.envelope.sent_at.timestamp() - now_s
+        if ahead_s > MAX_CLOCK_AHEAD_S:
+            return f"sent_at is {ahead_s:.0f} s ahead of the manager's clock (limit {MAX_CLOCK_AHEAD_S} s)"
+        return ""
+
+    def _take_orders(self, home: str, message: Message[OrderSubmission], now_s: float) -> list[Outgoing]:
+        submission = message.payload
+        last = self.state.last_sequence(home)
+        if last is not None and submission.sequence <= last:
+            return self._refuse(home, ProtocolError(
+                ReceptionStatus.INVALID_CONTENT,
+                f"sequence {submission.sequence} is not above the last accepted {last} (replayed or out of order)",
+                message.message_id, "orders"), now_s)
+        slot_acks, accepted = [], []
+        for bid in submission.slots:
+            slot_start_s = int(bid.slot_start.timestamp())
+            reason = self._bid_problem(home, bid, slot_start_s, now_s)
+            slot_acks.append(SlotAck(slot_start=bid.slot_start, status=OrderStatus.REJECTED if reason
+                                     else OrderStatus.ACCEPTED, reason=reason))
+            if not reason:
+                accepted.append((slot_start_s, bid.model_dump(mode="json", exclude_none=True)))
+        if not accepted:
+            ack = Ack(status=ReceptionStatus.INVALID_CONTENT, diagnostic_label="no slot accepted: "
+                      + "; ".join(sorted({item.reason for item in slot_acks}))[:400],
+                      acked_message_type="orders", slots=slot_acks)
+            self.state.reject(home, str(message.message_id), self._memo(ack), now_s)
+        else:
+            rejected = sum(item.status is OrderStatus.REJECTED for item in slot_acks)
+            ack = Ack(status=ReceptionStatus.OK, acked_message_type="orders", slots=slot_acks,
+                      diagnostic_label=f"{len(accepted)} slot(s) accepted, {rejected} rejected")
+            self.state.accept_bids(home, str(message.message_id), submission.sequence, accepted,
+                                   self._memo(ack), now_s)
+        self.received[("orders", str(ack.status))] += 1
+        return [self._ack_out(home, ack, message.message_id, now_s)]
+
+    def _bid_problem(self, home: str, bid: SlotBid, slot_start_s: int, now_s: float) -> str:
+        market = self.config.market
+        if bid.duration_s != market.slot_duration_s:
+            return f"duration_s must be {market.slot_duration_s}"
+        reason = self.calendar.window_reason(slot_start_s, now_s)
+        if reason:
+            return f"outside the trading window: {reason}"
+        if market.effective_bid_format is BidFormat.NONE and (bid.orders or bid.curve is not None):
+            return f"{market.mechanism} clears from metered energy: send meter reports, no bids"
+        parameters = market.parameters(0)
+        if bid.curve is not None and not (parameters.feed_in_price_micro <= bid.curve.prices_micro[0]
+                                          and bid.curve.prices_micro[-1] <= parameters.retail_price_micro):
+            return "curve prices must lie within [feed-in, retail]"
+        if bid.orders:
+            return crossing_reason(orders_of(home, bid.model_dump(mode="json")))
+        return ""
+
+    def _take_meter(self, home: str, message: Message[MeterReport], now_s: float) -> list[Outgoing]:
+        report = message.payload
+        slot_start_s = int(report.slot_start.timestamp())
+        duration = self.calendar.slot_duration_s
+        problem = ""
+        if report.duration_s != duration or not self.calendar.is_aligned(slot_start_s):
+            problem = f"a meter report covers one aligned slot of {duration} s"
+        elif slot_start_s + duration > now_s:
+            problem = "the slot has not ended yet"
+        elif slot_start_s < self.market_start_s:
+            problem = "the slot is before this market started"
+        elif slot_start_s < now_s - METER_RETENTION_S:
+            problem = f"the slot is older than {METER_RETENTION_S // 86_400} days"
+        if problem:
+            return self._refuse(home, ProtocolError(ReceptionStatus.INVALID_CONTENT, problem, message.message_id,
+                                                    "meter"), now_s)
+        ack = Ack(status=ReceptionStatus.OK, acked_message_type="meter")
+        changed = self.state.record_meter(home, str(message.message_id), slot_start_s, report.import_wh,
+                                          report.export_wh, self._memo(ack), now_s)
+        self.received[("meter", "OK")] += 1
+        out = [self._ack_out(home, ack, message.message_id, now_s)]
+        if changed and self._settled(slot_start_s):
+            self._correct(home, slot_start_s, MeteredEnergy(home, report.import_wh, report.export_wh), now_s)
+        elif changed and slot_start_s == self._next_settlement_s and self._all_reported(slot_start_s):
+            # Everyone has reported: no need to wait for the deadline.
+            out += self._settle(slot_start_s, now_s)
+            self._next_settlement_s += duration
+        return out
+
+    def _refuse(self, home: str, error: ProtocolError, now_s: float) -> list[Outgoing]:
+        ack = Ack(status=error.status, diagnostic_label=error.label[:500], acked_message_type=error.message_type)
+        self.received[(error.message_type or "unknown", str(error.status))] += 1
+        logger.info("refused a message from %s: %s", home, error)
+        if error.message_id is not None:
+            self.state.reject(home, str(error.message_id), self._memo(ack), now_s)
+        return [self._ack_out(home, ack, error.message_id, now_s)]
+
+    # -- clearing and settlement --------------------------------------------------------------
+
+    def _clear(self, slot_start_s: int, now_s: float, positions: dict[str, tuple[int, int]] | None = None
+               ) -> list[Outgoing]:
+        stored = self.state.bids_for_slot(slot_start_s)
+        seed = self._seed(slot_start_s)
+        parameters = self.config.market.parameters(seed)
+        duration = self.calendar.slot_duration_s
+        book = [(bid.home, bid.sequence, bid.bid) for bid in stored]
+        market = clearing_input(self.input_kind, parameters, book, positions or {},
+                                slot_start_s=slot_start_s, duration_s=duration)
+        result = self.mechanism.clear(market)
+        if result.balance_error_nano() != 0:
+            # A bug, never a market outcome: refuse to book it; the slot settles with the retailer.
+            logger.error("slot %s: %s does not balance by %d n¤; not booked", slot_start_s,
+                         self.mechanism.name, result.balance_error_nano())
+            return []
+        participants = {home for home, _, _ in book} | set(positions or {})
+        body = result_to_body(result, slot_start_s=slot_start_s, duration_s=duration,
+                              config_version=self.config_version, price_rule_k=parameters.k, seed=seed,
+                              book_hash=book_hash({"home": h, "sequence": s, "bid": b} for h, s, b in book),
+                              homes=len(participants), non_responders=len(self.members - participants))
+        sequences = {bid.home: bid.sequence for bid in stored}
+        allocations = {item.home: allocation_to_body(_with_sequence(item, sequences.get(item.home)))
+                       for item in result.allocations}
+        self.state.record_clearing(slot_start_s, duration, body, allocations, now_s)
+        return self._clearing_messages(slot_start_s, body, result, sequences, now_s)
+
+    def _clearing_messages(self, slot_start_s: int, body: dict[str, Any], result: ClearingResult,
+                           sequences: dict[str, int], now_s: float) -> list[Outgoing]:
+        out = []
+        duration = self.calendar.slot_duration_s
+        for allocation in result.allocations:
+            message = allocation_message(_with_sequence(allocation, sequences.get(allocation.home)),
+                                         slot_start_s=slot_start_s, duration_s=duration, mechanism=result.mechanism)
+            out.append(Outgoing(self.topics.home(allocation.home, HomeTopic.ALLOCATION),
+                                self._encode(message, now_s), retain=True))
+        state = SlotState.SETTLED if self._settled(slot_start_s) else SlotState.CLEARED
+        out.append(self._result_out(slot_start_s, body, state, now_s))
+        return out
+
+    def _settle(self, slot_start_s: int, now_s: float) -> list[Outgoing]:
+        if self._settled(slot_start_s):
+            return []
+        meters = self.state.meters_for_slot(slot_start_s)
+        out: list[Outgoing] = []
+        if self.input_kind is InputKind.POSITIONS and self.state.slot(slot_start_s) is None and meters:
+            out += self._clear(slot_start_s, now_s, positions=meters)
+        clearing = self._stored_clearing(slot_start_s)
+        # Every member gets a line per slot; one without a reading is settled provisionally.
+        settlement = settle_slot(slot_start_s, clearing,
+                                 {home: MeteredEnergy(home, imported, exported)
+                                  for home, (imported, exported) in meters.items()},
+                                 sorted(self.members), self.prices)
+        if settlement.balance_error_nano() != 0:
+            logger.error("slot %s: settlement does not balance by %d n¤", slot_start_s,
+                         settlement.balance_error_nano())
+        summary = {"slot_start_s": slot_start_s, "homes": len(settlement.homes),
+                   "estimated": sum(item.estimated for item in settlement.homes),
+                   "retailer_nano": settlement.retailer_nano, "network_fees_nano": settlement.network_fees_nano,
+                   "community_fees_nano": settlement.community_fees_nano, "rounding_nano": settlement.rounding_nano}
+        self.state.record_settlement(slot_start_s, settlement.homes, summary, now_s,
+                                     duration_s=self.calendar.slot_duration_s)
+        stored = self.state.slot(slot_start_s)
+        if stored is not None and stored.clearing is not None:
+            out.append(self._result_out(slot_start_s, stored.clearing, SlotState.SETTLED, now_s))
+        return out
+
+    def _correct(self, home: str, slot_start_s: int, actual: MeteredEnergy, now_s: float) -> None:
+        """A reading for a settled slot: append the difference; never edit what was booked."""
+        booked = self.state.home_settlement(slot_start_s, home)
+        if booked is None:  # not a member when the slot settled: nothing to correct
+            return
+        delta = correction(booked, actual, self.prices)
+        self.state.record_correction(slot_start_s, delta, now_s)
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _stored_clearing(self, slot_start_s: int) -> ClearingResult | None:
+        stored = self.state.slot(slot_start_s)
+        if stored is None or stored.clearing is None:
+            return None
+        allocations = [record.body for record in self.state.ledger.records(kind=RecordKind.ALLOCATION,
+                                                                           slot_start_s=slot_start_s)]
+        return result_from_bodies(stored.clearing, allocations)
+
+    def _settled(self, slot_start_s: int) -> bool:
+        stored = self.state.slot(slot_start_s)
+        return stored is not None and stored.state == "SETTLED"
+
+    def _all_reported(self, slot_start_s: int) -> bool:
+        return self.members <= set(self.state.meters_for_slot(slot_start_s))
+
+    def _first_unprocessed(self, now_s: float) -> int:
+        """The earliest slot that still needs clearing or settling, scanning back at most the retention."""
+        duration = self.calendar.slot_duration_s
+        slot = self.calendar.slot_start_s(now_s) + duration
+        oldest = max(self.market_start_s, self.calendar.slot_start_s(now_s - METER_RETENTION_S))
+        while slot - duration >= oldest and not self._settled(slot - duration):
+            slot -= duration
+        return slot
+
+    def _republish_current(self, now_s: float) -> list[Outgoing]:
+        """Allocations and results of cleared slots that have not ended (retained topics may be lost
+        when the broker restarts without persistence)."""
+        out = []
+        duration = self.calendar.slot_duration_s
+        slot = self.calendar.slot_start_s(now_s)
+        while True:
+            stored = self.state.slot(slot)
+            if stored is None or stored.clearing is None:
+                break
+            clearing = self._stored_clearing(slot)
+            if clearing is not None:
+                sequences = {item.home: item.sequence for item in clearing.allocations if item.sequence is not None}
+                out += self._clearing_messages(slot, stored.clearing, clearing, sequences, now_s)
+            slot += duration
+        return out
+
+    def _seed(self, slot_start_s: int) -> int:
+        base = self.config.market.tie_break_seed
+        if base is None:
+            return secrets.randbits(63)
+        digest = hashlib.sha256(f"{base}:{self.config.community.id}:{slot_start_s}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") >> 1
+
+    def _result_out(self, slot_start_s: int, body: dict[str, Any], state: SlotState, now_s: float) -> Outgoing:
+        message = slot_result_message(body, state, self.state.ledger.head())
+        return Outgoing(self.topics.slot_result(message.slot_start), self._encode(message, now_s), retain=True)
+
+    def _ack_out(self, home: str, ack: Ack, correlation_id: UUID | None, now_s: float) -> Outgoing:
+        return Outgoing(self.topics.home(home, HomeTopic.ACK), self._encode(ack, now_s, correlation_id))
+
+    @staticmethod
+    def _memo(ack: Ack) -> dict[str, Any]:
+        return {"ack": ack.model_dump_json(exclude_none=True)}
+
+    @staticmethod
+    def _encode(payload: Payload, now_s: float, correlation_id: UUID | None = None) -> bytes:
+        return encode(payload, sender=SENDER, sent_at=_utc_instant(now_s), correlation_id=correlation_id)
+
+
+def _with_sequence(allocation: HomeAllocation, sequence: int | None) -> HomeAllocation:
+    if sequence is None or allocation.sequence is not None:
+        return allocation
+    return replace(allocation, sequence=sequence)
+
+
+def _utc_instant(now_s: float) -> datetime:
+    return utc(round(now_s, 3))

@@ -1,0 +1,130 @@
+"""The community manager as a service: MQTT in and out, the market clock, one worker thread.
+
+:class:`hems.community.manager.CommunityManager` holds every decision and the SQLite state; it is
+synchronous, so it runs on a single worker thread (SQLite and the energy collective's solver
+never block the event loop, and messages and clock ticks are applied strictly one after the
+other). This module only moves messages and time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, TypeVar
+
+from hems.clock import Clock, SystemClock
+from hems.community.config import CommunityConfig
+from hems.community.manager import CommunityManager, Outgoing
+from hems.community.state import CommunityState
+from hems.protocol.mqtt import BrokerSettings, IncomingMessage, MqttLink
+from hems.protocol.topics import HomeTopic, Topics
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+#: Messages kept for re-sending while the broker is unreachable (oldest dropped beyond this).
+MAX_UNSENT = 10_000
+
+
+def broker_settings(config: CommunityConfig) -> BrokerSettings:
+    """The manager's MQTT connection from its ``[broker]`` section."""
+    broker = config.broker
+    return BrokerSettings(url=broker.broker, client_id=f"hems-community-{config.community.id}",
+                          username=broker.username, password=broker.read_password(), ca_file=broker.ca_file,
+                          cert_file=broker.cert_file, key_file=broker.key_file)
+
+
+class CommunityService:
+    """Runs one :class:`CommunityManager` against a broker."""
+
+    def __init__(self, config: CommunityConfig, clock: Clock, link: MqttLink | None = None) -> None:
+        self.config = config
+        self.clock = clock
+        self.topics = Topics(config.community.id)
+        self.link = link or MqttLink(broker_settings(config), on_connection_change=self._connection_changed)
+        self.manager: CommunityManager | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="community")
+        self._state: CommunityState | None = None
+        self._unsent: deque[Outgoing] = deque(maxlen=MAX_UNSENT)
+        self._delivering: asyncio.Lock | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def start(self) -> None:
+        """Open the books, connect (in the background), publish the config and catch up."""
+        self._loop = asyncio.get_running_loop()
+        self._delivering = asyncio.Lock()
+        self.manager = await self._in_worker(self._open)
+        for leaf in (HomeTopic.ORDERS, HomeTopic.METER):
+            self.link.subscribe(self.topics.all_homes(leaf), self._on_message)
+        await self.link.start()
+        await self._deliver(await self._in_worker(self.manager.start, self.clock.now_s()))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Clear and settle on the market clock until ``stop`` is set."""
+        assert self.manager is not None, "start() first"
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
+                now_s = self.clock.now_s()
+                await self._deliver(await self._in_worker(self.manager.tick, now_s))
+                next_s = await self._in_worker(self.manager.next_event_s, now_s)
+                sleeping = asyncio.ensure_future(self.clock.sleep(max(next_s - self.clock.now_s(), 0.0)))
+                await asyncio.wait({sleeping, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                sleeping.cancel()
+        finally:
+            stopping.cancel()
+
+    async def stop(self) -> None:
+        """Disconnect and close the books."""
+        await self.link.stop()
+        if self._state is not None:
+            await self._in_worker(self._state.close)
+            self._state = None
+        self._executor.shutdown(wait=True)
+
+    def _open(self) -> CommunityManager:
+        self.config.community.state_directory.mkdir(parents=True, exist_ok=True)
+        self._state = CommunityState(self.config.community.database_path)
+        return CommunityManager(self.config, self._state)
+
+    async def _on_message(self, message: IncomingMessage) -> None:
+        assert self.manager is not None
+        out = await self._in_worker(self.manager.handle, message.topic, message.payload, self.clock.now_s())
+        await self._deliver(out)
+
+    async def _deliver(self, messages: list[Outgoing]) -> None:
+        """Publish in order; what the broker did not take waits for the reconnect."""
+        assert self._delivering is not None
+        self._unsent.extend(messages)
+        async with self._delivering:  # one publisher at a time, or two could send the same head
+            while self._unsent:
+                item = self._unsent[0]
+                if not await self.link.publish(item.topic, item.payload, retain=item.retain):
+                    logger.warning("broker unreachable: %d message(s) wait for the reconnect", len(self._unsent))
+                    return
+                self._unsent.popleft()
+
+    def _connection_changed(self, connected: bool) -> None:
+        # Called on paho's thread: hop onto the event loop to flush what waited.
+        if connected and self._loop is not None and self._unsent:
+            self._loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self._deliver([])))
+
+    async def _in_worker(self, function: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
+
+async def run_community_manager(config: CommunityConfig, clock: Clock | None = None,
+                                stop: asyncio.Event | None = None) -> int:
+    """``hems community --config FILE``: run until ``stop`` is set; the exit code."""
+    service = CommunityService(config, clock or SystemClock())
+    stop = stop or asyncio.Event()
+    await service.start()
+    logger.info("community %s: %s market for %d member(s) on %s", config.community.id, config.market.mechanism,
+                len(config.member), config.broker.broker)
+    try:
+        await service.run(stop)
+    finally:
+        await service.stop()
+    return 0

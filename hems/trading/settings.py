@@ -1,0 +1,55 @@
+"""What the market agent needs to know, resolved from ``[market]`` and ``[home]``.
+
+The password is read from its file here, at start (in a worker thread: the event loop never
+waits for a file), so the configuration object itself never holds a secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from hems.config import HomeConfig
+from hems.protocol.mqtt import BrokerSettings
+
+
+@dataclass(frozen=True)
+class TradingSettings:
+    """The agent's settings; times in seconds of the runtime's clock."""
+
+    home_id: str
+    community: str
+    broker: BrokerSettings
+    submit_lead_s: float = 60.0
+    bid_points: int = 11
+    bid_slots: int = 1
+    resend_after_s: float = 60.0
+    ack_timeout_s: float = 30.0
+
+
+def client_id(home_id: str) -> str:
+    """The agent's MQTT client id: stable, so the broker keeps its persistent session."""
+    return f"hems-market-{home_id}"
+
+
+async def settings_from_config(config: HomeConfig) -> TradingSettings:
+    """Resolve ``[market]``: username defaults to the home id, the password comes from its file.
+
+    Raises OSError when the password file cannot be read (a configuration problem the operator
+    must fix; the caller decides whether the home runs without the market).
+    """
+    market = config.market
+    if market.community is None:
+        raise ValueError("market.community is not set")
+    password = None
+    if market.password_file is not None:
+        text = await asyncio.to_thread(market.password_file.read_text, encoding="utf-8")
+        password = text.strip()
+    broker = BrokerSettings(
+        url=market.broker_url, client_id=client_id(config.home.id),
+        username=market.username or config.home.id, password=password,
+        ca_file=market.ca_file, cert_file=market.cert_file, key_file=market.key_file)
+    return TradingSettings(
+        home_id=config.home.id, community=market.community, broker=broker,
+        submit_lead_s=market.submit_lead_s, bid_points=market.bid_points, bid_slots=market.bid_slots,
+        resend_after_s=market.resend_after_s, ack_timeout_s=market.ack_timeout_s)
