@@ -158,6 +158,9 @@ def create_ledger_schema(connection: sqlite3.Connection) -> None:
         raise
 
 
+#: verify() reports at most this many problems (a rewritten file would otherwise list every record).
+MAX_PROBLEMS = 1000
+
 _COLUMNS = "seq, kind, slot_start_s, home, recorded_at_ms, body, previous_hash, hash"
 
 
@@ -225,7 +228,8 @@ class Ledger:
         with self._locked():
             return self._anchor()[1]
 
-    def __len__(self) -> int:
+    def count(self) -> int:
+        """How many records the ledger holds (by its anchor)."""
         with self._locked():
             return self._anchor()[0]
 
@@ -236,32 +240,35 @@ class Ledger:
         ledger was truncated or rewritten since (the only check a rewritten anchor cannot fool).
         """
         problems: list[str] = []
-        with self._locked():
-            rows = self._connection.execute(f"SELECT {_COLUMNS} FROM ledger ORDER BY seq").fetchall()
+        count, expected_seq, previous_hash, head_seen = 0, 1, GENESIS_HASH, expected_head in (None, GENESIS_HASH)
+        # One read transaction: the anchor and the rows are of the same moment. The rows are
+        # streamed, so a ledger of millions of records is checked in constant memory.
+        with self._locked(), self._atomic("BEGIN"):
             anchor = self._connection.execute("SELECT records, head FROM ledger_anchor WHERE id = 1").fetchone()
-        expected_seq, previous_hash, hashes = 1, GENESIS_HASH, set()
-        for seq, kind, slot_start_s, home, recorded_at_ms, body_json, stored_previous, stored_hash in rows:
-            if seq != expected_seq:
-                gap = f"record {expected_seq}" if seq == expected_seq + 1 else f"records {expected_seq}..{seq - 1}"
-                problems.append(f"{gap}: missing (removed)")
-            elif stored_previous != previous_hash:
-                link = "the genesis hash" if seq == 1 else f"record {seq - 1}"
-                problems.append(f"record {seq}: previous_hash does not link to {link} "
-                                "(a record altered, removed, inserted or reordered)")
-            problems.extend(self._check_row(seq, kind, slot_start_s, home, recorded_at_ms, body_json,
-                                            stored_previous, stored_hash))
-            hashes.add(stored_hash)
-            expected_seq, previous_hash = seq + 1, stored_hash
+            for row in self._connection.execute(f"SELECT {_COLUMNS} FROM ledger ORDER BY seq"):
+                seq, stored_previous, stored_hash = row[0], row[6], row[7]
+                if seq != expected_seq:
+                    gap = f"record {expected_seq}" if seq == expected_seq + 1 else f"records {expected_seq}..{seq - 1}"
+                    problems.append(f"{gap}: missing (removed)")
+                elif stored_previous != previous_hash:
+                    link = "the genesis hash" if seq == 1 else f"record {seq - 1}"
+                    problems.append(f"record {seq}: previous_hash does not link to {link} "
+                                    "(a record altered, removed, inserted or reordered)")
+                problems.extend(self._check_row(*row))
+                head_seen = head_seen or stored_hash == expected_head
+                count, expected_seq, previous_hash = count + 1, seq + 1, stored_hash
         head = previous_hash
         if anchor is None:
             problems.append("anchor: missing (the ledger_anchor row was deleted)")
-        elif (anchor[0], anchor[1]) != (len(rows), head):
+        elif (anchor[0], anchor[1]) != (count, head):
             problems.append(f"anchor: {anchor[0]} records ending in {anchor[1][:16]}… expected, found "
-                            f"{len(rows)} ending in {head[:16]}… (records removed or added)")
-        if expected_head is not None and expected_head != GENESIS_HASH and expected_head not in hashes:
-            problems.append(f"expected head {expected_head[:16]}… is not in the ledger "
+                            f"{count} ending in {head[:16]}… (records removed or added)")
+        if not head_seen:
+            problems.append(f"expected head {str(expected_head)[:16]}… is not in the ledger "
                             "(truncated or rewritten since it was published)")
-        return LedgerVerification(not problems, len(rows), head, tuple(problems))
+        if len(problems) > MAX_PROBLEMS:
+            problems[MAX_PROBLEMS:] = [f"… and {len(problems) - MAX_PROBLEMS} more problems"]
+        return LedgerVerification(not problems, count, head, tuple(problems))
 
     @staticmethod
     def _check_row(seq: int, kind: Any, slot_start_s: Any, home: Any, recorded_at_ms: Any, body_json: Any,
@@ -288,11 +295,11 @@ class Ledger:
         return self._lock if self._lock is not None else nullcontext()
 
     @contextmanager
-    def _atomic(self) -> Iterator[None]:
+    def _atomic(self, begin: str = "BEGIN IMMEDIATE") -> Iterator[None]:
         if self._connection.in_transaction:
             yield
             return
-        self._connection.execute("BEGIN IMMEDIATE")
+        self._connection.execute(begin)
         try:
             yield
             self._connection.execute("COMMIT")

@@ -131,11 +131,20 @@ class CommunityManager:
                     and slot + duration > now_s:
                 out += self._clear(slot, now_s)
             self._next_clearing_s += duration
+        return out + self._settle_due(now_s)
+
+    def _settle_due(self, now_s: float) -> list[Outgoing]:
+        """Settle, in order, every slot past its meter deadline or fully reported after its end."""
+        out: list[Outgoing] = []
+        duration = self.calendar.slot_duration_s
         deadline = self.config.market.meter_deadline_s
-        while self._next_settlement_s + duration + deadline <= now_s:
-            out += self._settle(self._next_settlement_s, now_s)
+        while True:
+            slot = self._next_settlement_s
+            ended = slot + duration <= now_s
+            if not (slot + duration + deadline <= now_s or (ended and self._all_reported(slot))):
+                return out
+            out += self._settle(slot, now_s)
             self._next_settlement_s += duration
-        return out
 
     def next_event_s(self, now_s: float) -> float:
         """When :meth:`tick` next has something to do."""
@@ -253,10 +262,8 @@ class CommunityManager:
         out = [self._ack_out(home, ack, message.message_id, now_s)]
         if changed and self._settled(slot_start_s):
             self._correct(home, slot_start_s, MeteredEnergy(home, report.import_wh, report.export_wh), now_s)
-        elif changed and slot_start_s == self._next_settlement_s and self._all_reported(slot_start_s):
-            # Everyone has reported: no need to wait for the deadline.
-            out += self._settle(slot_start_s, now_s)
-            self._next_settlement_s += duration
+        elif changed:
+            out += self._settle_due(now_s)  # everyone has reported: no need to wait for the deadline
         return out
 
     def _refuse(self, home: str, error: ProtocolError, now_s: float) -> list[Outgoing]:

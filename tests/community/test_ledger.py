@@ -48,7 +48,7 @@ def test_records_chain_from_genesis_and_read_back(ledger):
     assert [record.seq for record in records] == [1, 2, 3, 4, 5, 6]
     assert records[0].previous_hash == GENESIS_HASH
     assert all(b.previous_hash == a.hash for a, b in zip(records, records[1:]))
-    assert ledger.head() == records[-1].hash and len(ledger) == 6
+    assert ledger.head() == records[-1].hash and ledger.count() == 6
     assert records[2].body == {"import_wh": 200, "export_wh": 0}
     assert records[2].recorded_at_s == T0 + 2 and records[2].kind is RecordKind.METER
     assert ledger.verify() == ledger.verify(expected_head=records[-1].hash)
@@ -206,7 +206,7 @@ def test_append_joins_the_callers_transaction(ledger, connection):
     connection.execute("BEGIN IMMEDIATE")
     ledger.append(RecordKind.CONFIG, {"v": 2}, slot_start_s=None, home=None, at_s=T0)
     connection.execute("ROLLBACK")
-    assert len(ledger) == 6 and ledger.head() == head and len(rows(connection)) == 6
+    assert ledger.count() == 6 and ledger.head() == head and len(rows(connection)) == 6
     assert ledger.verify().ok
 
 

@@ -58,7 +58,7 @@ def test_new_file_is_migrated_wal_and_has_an_append_only_ledger(tmp_path, state)
     triggers = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
     assert triggers == {"ledger_no_update", "ledger_no_delete"}
     connection.close()
-    assert state.ledger.verify().ok and len(state.ledger) == 0
+    assert state.ledger.verify().ok and state.ledger.count() == 0
 
 
 def test_newer_schema_is_refused_and_not_touched(tmp_path):
@@ -284,5 +284,5 @@ def test_threads_share_one_state(state):
         thread.start()
     for thread in threads:
         thread.join(timeout=10)
-    assert len(state.ledger) == 80 and state.ledger.verify().ok
+    assert state.ledger.count() == 80 and state.ledger.verify().ok
     assert {bid.home: bid.sequence for bid in state.bids_for_slot(SLOT)} == {f"h{i}": 19 for i in range(4)}
