@@ -233,6 +233,13 @@ class Ledger:
         with self._locked():
             return self._anchor()[0]
 
+    def __len__(self) -> int:
+        return self.count()
+
+    def __bool__(self) -> bool:
+        # A ledger object is always there, even when empty: ``if state.ledger`` must not mean "has records".
+        return True
+
     def verify(self, expected_head: str | None = None) -> LedgerVerification:
         """Recompute every hash and link; report each problem with the record's ``seq``.
 

@@ -15,6 +15,7 @@ place where pydantic reports them.
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 import types
 import typing
 from typing import Any
@@ -46,6 +47,8 @@ def show(value: Any) -> str:
         return json.dumps(value, ensure_ascii=False)
     if isinstance(value, (list, tuple, dict)):
         return json.dumps(value, default=str, ensure_ascii=False)
+    if isinstance(value, Decimal):  # TOML read with parse_float=Decimal: show it as written
+        return str(value)
     return _number(value) if isinstance(value, float) else repr(value)
 
 

@@ -90,15 +90,19 @@ class Matching:
     marginal_ask_micro: int | None  # p of the sell that traded the last Wh
 
 
+def tie_break_permutation(home_count: int, seed: int) -> np.ndarray:
+    """Indices into the sorted home ids, in tie-break order (first = wins ties)."""
+    return np.random.default_rng(seed).permutation(home_count)
+
+
 def tie_break_homes(homes: list[str] | tuple[str, ...], seed: int) -> tuple[str, ...]:
     """The homes in tie-break order: a permutation of the sorted ids drawn from ``seed``."""
     ordered = sorted(homes)
-    permutation = np.random.default_rng(seed).permutation(len(ordered))
-    return tuple(ordered[index] for index in permutation)
+    return tuple(ordered[index] for index in tie_break_permutation(len(ordered), seed).tolist())
 
 
 def tie_break_hash(ordered_homes: tuple[str, ...]) -> str:
-    """The public fingerprint of a tie-break order."""
+    """The public fingerprint of a tie-break order: SHA-256 of the ids in that order, one a line."""
     return "sha256:" + hashlib.sha256("\n".join(ordered_homes).encode()).hexdigest()
 
 
@@ -108,32 +112,36 @@ def build_book(market: ClearingInput, *, book_retailer: bool) -> Book:
     retail, feed_in = parameters.retail_price_micro, parameters.feed_in_price_micro
     if not feed_in < retail:
         raise ValueError("feed_in_price_micro must be below retail_price_micro")
-    orders = market.orders
-    order_ids = [order.order_id for order in orders]
-    if len(set(order_ids)) != len(order_ids):
+    orders, count, buy = market.orders, len(market.orders), Side.BUY
+    order_ids = tuple(order.order_id for order in orders)
+    sorted_ids = np.array(order_ids, dtype=str)
+    by_id = np.argsort(sorted_ids, kind="stable")
+    sorted_ids = sorted_ids[by_id]
+    if np.any(sorted_ids[1:] == sorted_ids[:-1]):
         raise ValueError("order ids must be unique within a slot")
-    order_homes = [order.home for order in orders]
-    homes = tuple(sorted(set(order_homes)))
-    position = {home: index for index, home in enumerate(homes)}
-    count = len(orders)
-    home_index = np.fromiter((position[home] for home in order_homes), np.int64, count)
-    is_buy = np.fromiter((order.side is Side.BUY for order in orders), bool, count)
-    energy = np.fromiter((order.energy_wh for order in orders), np.int64, count)
-    quantity = energy.clip(min=0)
-    raw_limit = np.fromiter((order.limit_price_micro for order in orders), np.int64, count)
     id_rank = np.empty(count, np.int64)
-    id_rank[np.argsort(np.array(order_ids, dtype=str), kind="stable")] = np.arange(count)
+    id_rank[by_id] = np.arange(count)
+    first_seen: dict[str, int] = {}
+    seen_index = np.array([first_seen.setdefault(order.home, len(first_seen)) for order in orders], np.int64)
+    homes = tuple(sorted(first_seen))
+    sorted_position = np.empty(len(homes), np.int64)
+    sorted_position[[first_seen[home] for home in homes]] = np.arange(len(homes))
+    home_index = sorted_position[seen_index] if count else seen_index
+    is_buy = np.fromiter((order.side is buy for order in orders), bool, count)
+    energy = np.fromiter((order.energy_wh for order in orders), np.int64, count)
+    raw_limit = np.fromiter((order.limit_price_micro for order in orders), np.int64, count)
 
-    quantity, netted_wh = _net_own_crossings(home_index, is_buy, raw_limit, quantity, id_rank, len(homes))
+    quantity, netted_wh = _net_own_crossings(home_index, is_buy, raw_limit, energy.clip(min=0), id_rank,
+                                             len(homes))
 
     fee = parameters.fee_micro
     limit = np.where(is_buy, np.minimum(raw_limit, retail) - fee, np.maximum(raw_limit, feed_in))
-    ordered_homes = tie_break_homes(homes, parameters.seed)
-    home_rank = np.empty(len(homes) + 1, np.int64)
-    home_rank[[position[home] for home in ordered_homes]] = np.arange(len(homes))
-    home_rank[len(homes)] = len(homes)
+    permutation = tie_break_permutation(len(homes), parameters.seed)
+    home_rank = np.empty(len(homes), np.int64)
+    home_rank[permutation] = np.arange(len(homes))
     tie_rank = np.empty(count, np.int64)
     tie_rank[np.lexsort((id_rank, home_rank[home_index]))] = np.arange(count)
+    permutation_hash = tie_break_hash(tuple(homes[index] for index in permutation.tolist()))
 
     retailer_booked = book_retailer and fee == 0
     if retailer_booked:
@@ -144,8 +152,8 @@ def build_book(market: ClearingInput, *, book_retailer: bool) -> Book:
         quantity = np.append(quantity, [sell_for_buys, buy_for_sells])
         limit = np.append(limit, [retail, feed_in])
         tie_rank = np.append(tie_rank, [count, count + 1])
-    return Book(market, tuple(order_ids), energy, homes, home_index, is_buy, quantity, limit, tie_rank, id_rank, retailer_booked,
-                netted_wh, tie_break_hash(ordered_homes))
+    return Book(market, order_ids, energy, homes, home_index, is_buy, quantity, limit, tie_rank, id_rank,
+                retailer_booked, netted_wh, permutation_hash)
 
 
 def _net_own_crossings(home_index: np.ndarray, is_buy: np.ndarray, raw_limit: np.ndarray,

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import ClassVar
 
@@ -123,12 +123,14 @@ def _solve(book: _Book, parameters: MarketParameters, solvers: Sequence[str],
     import cvxpy as cp  # lazily: 0.6 s and 100 MB that only this mechanism needs
     import scipy.sparse as sparse
 
-    homes, buys, sells = len(book.homes), len(book.buys), len(book.sells)
+    homes = len(book.homes)
     scale = 1e-6  # µ¤/kWh -> ¤/kWh
-    buy_incidence = sparse.csr_matrix((np.ones(buys), (book.buy_home, np.arange(buys))), shape=(homes, buys))
-    sell_incidence = sparse.csr_matrix((np.ones(sells), (book.sell_home, np.arange(sells))), shape=(homes, sells))
-    buy_kwh = np.array([order.energy_wh for order in buys], dtype=float) / 1000.0
-    sell_kwh = np.array([order.energy_wh for order in sells], dtype=float) / 1000.0
+    # A one-sided book gets an empty order (bounds [0, 0]) on the other side: cvxpy cannot solve with
+    # zero-length variables, and the padding changes nothing.
+    buys, buy_home, buy_kwh, buy_limit = _side(book.buys, book.buy_home, book.buy_limit_micro)
+    sells, sell_home, sell_kwh, sell_limit = _side(book.sells, book.sell_home, book.sell_limit_micro)
+    buy_incidence = sparse.csr_matrix((np.ones(buys), (buy_home, np.arange(buys))), shape=(homes, buys))
+    sell_incidence = sparse.csr_matrix((np.ones(sells), (sell_home, np.arange(sells))), shape=(homes, sells))
 
     buy_fill = cp.Variable(buys, bounds=[np.zeros(buys), buy_kwh])
     sell_fill = cp.Variable(sells, bounds=[np.zeros(sells), sell_kwh])
@@ -142,8 +144,7 @@ def _solve(book: _Book, parameters: MarketParameters, solvers: Sequence[str],
     constraints = [production + community + imports + exports == 0, balance]  # (3b), (3c)
     import_cost = (parameters.retail_price_micro + parameters.import_preference_micro) * scale
     export_value = (parameters.feed_in_price_micro - parameters.export_preference_micro) * scale
-    objective = (np.array(book.sell_limit_micro, dtype=float) * scale @ sell_fill
-                 - np.array(book.buy_limit_micro, dtype=float) * scale @ buy_fill
+    objective = (sell_limit * scale @ sell_fill - buy_limit * scale @ buy_fill
                  + parameters.fee_micro * scale * cp.sum(from_community)
                  + import_cost * cp.sum(imports) + export_value * cp.sum(exports))
     problem = cp.Problem(cp.Minimize(objective), constraints)
@@ -159,14 +160,23 @@ def _solve(book: _Book, parameters: MarketParameters, solvers: Sequence[str],
             continue
         if problem.status == cp.OPTIMAL:
             return _Solution(
-                buy_fill_wh=np.asarray(buy_fill.value, dtype=float).reshape(buys) * 1000.0,
-                sell_fill_wh=np.asarray(sell_fill.value, dtype=float).reshape(sells) * 1000.0,
+                buy_fill_wh=np.asarray(buy_fill.value, dtype=float).reshape(buys)[:len(book.buys)] * 1000.0,
+                sell_fill_wh=np.asarray(sell_fill.value, dtype=float).reshape(sells)[:len(book.sells)] * 1000.0,
                 community_wh=np.asarray(community.value, dtype=float).reshape(homes) * 1000.0,
                 dual_micro=float(balance.dual_value) / scale,
                 solver=solver,
             )
         failures.append(f"{solver}: {problem.status}")
     raise CollectiveSolveError("energy collective: no optimal solution (" + "; ".join(failures) + ")")
+
+
+def _side(orders: Sequence[Order], order_home: np.ndarray,
+          limits_micro: Sequence[int]) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+    """One side's variable count, home of each order, volume in kWh and limit, padded to ≥ 1 order."""
+    if not orders:
+        return 1, np.zeros(1, dtype=np.int64), np.zeros(1), np.zeros(1)
+    volumes_kwh = np.array([order.energy_wh for order in orders], dtype=float) / 1000.0
+    return len(orders), order_home, volumes_kwh, np.array(limits_micro, dtype=float)
 
 
 def _snap(value_wh: float) -> Fraction:
@@ -271,7 +281,7 @@ class EnergyCollective:
             )
             fills = tuple(_fill(order, fill, allocation, price) for order, fill in
                           sorted(fills_by_home[position], key=lambda item: item[0].order_id))
-            allocations.append(HomeAllocation(**{**allocation.__dict__, "fills": fills}))
+            allocations.append(replace(allocation, fills=fills))
         return tuple(allocations)
 
 
