@@ -189,6 +189,8 @@ class Ledger:
         body_json = canonical_json(body)
         if slot_start_s is not None and (isinstance(slot_start_s, bool) or not isinstance(slot_start_s, int)):
             raise TypeError(f"slot_start_s = {slot_start_s!r}: an integer (UTC epoch seconds) or None")
+        if home is not None and not isinstance(home, str):
+            raise TypeError(f"home = {home!r}: a home id (str) or None")
         recorded_at_ms = round(float(at_s) * 1000)
         with self._locked(), self._atomic():
             count, previous_hash = self._anchor()

@@ -8,6 +8,10 @@ side by side, each with its own period and none ever stacked:
   when there is no plan; the solve runs in a worker thread;
 - control (``loops.control_period_s``, half a telemetry period after it): mode, envelope, writes.
 
+With ``[market] enabled`` the market agent (hems/trading) runs beside them on its own tasks: it
+bids before each gate closure from the plan's inputs, feeds allocations back into the plan and
+reports each slot's metered energy from the telemetry snapshots.
+
 Nothing here is global: the demo and the tests run many homes in one process. ``hems run``
 (hems/cli/run.py) adds signal handling and logging around :meth:`HomeRuntime.run`.
 """
@@ -43,6 +47,8 @@ from hems.runtime.snapshot import Quantity
 from hems.runtime.status import plan_record, status_line
 from hems.runtime.telemetry import HOUSE_LOAD_W, SITE, TelemetryService
 from hems.store import AsyncStore
+from hems.trading.agent import MarketAgent
+from hems.trading.settings import settings_from_config
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +88,7 @@ class HomeRuntime:
         self.home_assistant: HomeAssistantPublisher | None = None
         self.p1: P1Reader | None = None
         self._p1_task: asyncio.Task[None] | None = None
+        self.market: MarketAgent | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -120,6 +127,8 @@ class HomeRuntime:
             batteries, pv_inverters)
         if config.home_assistant.enabled:
             self.home_assistant = await self._start_home_assistant()
+        if config.market.enabled:
+            self.market = await self._start_market()
         if config.metrics.enabled and self._start_metrics_exporter:
             self.exporter = start_exporter(self.metrics.registry, config.metrics.address, config.metrics.port)
         logger.info("home %s started: %d device(s), %d battery and %d PV output(s) under control",
@@ -186,6 +195,8 @@ class HomeRuntime:
             await asyncio.wait({self._p1_task}, timeout=2.0)
         if self.home_assistant is not None:
             await self.home_assistant.stop()
+        if self.market is not None:
+            await self.market.stop()  # says offline (retained) before it disconnects
         if self.exporter is not None:
             self.exporter.stop()
         if self.store is not None:
@@ -208,6 +219,8 @@ class HomeRuntime:
             in_force = self.plan_in_force
             await self.home_assistant.publish(snapshot, None if in_force is None else in_force.plan,
                                               None if in_force is None else in_force.made_at_s)
+        if self.market is not None:
+            await self.market.observe(snapshot, now_s)
 
     async def _planning_cycle(self) -> None:
         assert self.telemetry is not None and self.planning is not None and self.store is not None
@@ -241,7 +254,8 @@ class HomeRuntime:
             step = in_force.step_at(now_s) if in_force is not None else None
             decision = await self.controller.cycle(self.telemetry.snapshot, step, now_s)
         self.decisions = (self.decisions + [decision])[-100:]
-        self.notifier.status(status_line(self.telemetry.snapshot, in_force, decision))
+        self.notifier.status(status_line(self.telemetry.snapshot, in_force, decision,
+                                         market=None if self.market is None else self.market.state))
 
     @property
     def plan_in_force(self) -> PlanInForce | None:
@@ -290,7 +304,30 @@ class HomeRuntime:
         await publisher.start()
         return publisher
 
+    async def _start_market(self) -> MarketAgent | None:
+        """The market agent, connecting in the background; None when its password cannot be read
+        (the home then runs against the retail tariff, and says so in the log and the metrics)."""
+        assert self.store is not None and self.planning is not None
+        try:
+            settings = await settings_from_config(self.config)
+        except OSError as error:
+            logger.error("market: cannot read market.password_file (%s); the home runs retail only", error)
+            self.metrics.set_market_state("retail_only")
+            return None
+        # A reading gap longer than a few polls leaves a slot unmetered rather than guessed.
+        max_gap_s = max(60.0, 3 * self.config.loops.telemetry_period_s)
+        agent = MarketAgent(settings, self.clock, self.store, self.planning, metrics=self.metrics,
+                            max_gap_s=max_gap_s)
+        self.planning.market_terms = agent.plan_terms
+        await agent.start()
+        return agent
+
     def describe(self) -> dict[str, Any]:
-        """Iterations, overruns and errors per loop (tests and the benchmark read them)."""
-        return {loop.name: {"iterations": loop.iterations, "overruns": loop.overruns, "errors": loop.errors}
-                for loop in self.loops}
+        """Iterations, overruns and errors per loop (tests and the benchmark read them), and the
+        market agent's state under ``"market"`` when it runs."""
+        described: dict[str, Any] = {
+            loop.name: {"iterations": loop.iterations, "overruns": loop.overruns, "errors": loop.errors}
+            for loop in self.loops}
+        if self.market is not None:
+            described["market"] = self.market.describe()
+        return described

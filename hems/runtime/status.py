@@ -10,8 +10,10 @@ from hems.runtime.planning import PlanInForce
 from hems.runtime.snapshot import Quantity, SiteSnapshot
 
 
-def status_line(snapshot: SiteSnapshot, plan: PlanInForce | None, decision: ControlDecision | None) -> str:
-    """One line a person can read, e.g. ``plan ok, soc 54%, grid -1.2 kW, pv 3.4 kW, mode plan``."""
+def status_line(snapshot: SiteSnapshot, plan: PlanInForce | None, decision: ControlDecision | None,
+                market: str | None = None) -> str:
+    """One line a person can read, e.g. ``plan ok, soc 54%, grid -1.2 kW, pv 3.4 kW, mode plan``;
+    with a market agent also ``market trading`` or ``market retail_only``."""
     parts = ["no plan" if plan is None else f"plan {'ok' if plan.plan.status == 'optimal' else plan.plan.status}"]
     soc = snapshot.value(Quantity.BATTERY_SOC)
     if soc is not None:
@@ -24,6 +26,8 @@ def status_line(snapshot: SiteSnapshot, plan: PlanInForce | None, decision: Cont
         parts.append(f"mode {decision.mode.value}")
         if decision.mode is not ControlMode.PLAN:
             parts.append(decision.reason)
+    if market is not None:
+        parts.append(f"market {market}")
     return ", ".join(parts)
 
 

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 
+from hems.community import ledger as ledger_module
 from hems.community.ledger import (GENESIS_HASH, Ledger, RecordKind, canonical_json, create_ledger_schema,
                                    record_hash)
 
@@ -231,3 +232,12 @@ def test_float_body_appends_nothing(ledger, connection):
         ledger.append(RecordKind.SETTLEMENT, {"paid": 1.5}, slot_start_s=0, home="h0", at_s=T0)
     assert len(rows(connection)) == 6 and ledger.verify().ok
     assert json.loads(rows(connection)[-1][5]) == {"import_wh": 500, "export_wh": 0}
+
+
+def test_problem_list_is_capped(ledger, connection, monkeypatch):
+    monkeypatch.setattr(ledger_module, "MAX_PROBLEMS", 2)
+    drop_triggers(connection)
+    connection.execute("""UPDATE ledger SET body = '{"import_wh":1}'""")
+    problems = ledger.verify().problems
+    assert problems == ("record 1: hash mismatch (altered)", "record 2: hash mismatch (altered)",
+                        "… and 4 more problems")

@@ -10,10 +10,10 @@ from datetime import datetime, timezone
 import pytest
 
 from hems.community.ledger import Ledger, RecordKind, create_ledger_schema
+from hems.community.mechanisms.base import ClearingResult, HomeAllocation
 from hems.community.settlement import (MeteredEnergy, SettlementPrices, correction, settle_slot,
                                        settlement_to_body)
 from hems.community.statement import Statement, month_bounds_s, monthly_statement, render_statement
-from hems.community.mechanisms.base import ClearingResult, HomeAllocation
 
 PRICES = SettlementPrices(300_000, 80_000, 300_000, 80_000)
 LAST_JANUARY_SLOT = int(datetime(2024, 1, 31, 23, 45, tzinfo=timezone.utc).timestamp())

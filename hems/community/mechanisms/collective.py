@@ -12,6 +12,10 @@ cancel)::
 
 f_n comes from the home's orders, limits clamped to [λ⁻, λ⁺]: a buy order (q, p) is energy worth p per
 kWh to it up to q (cost −p·fill), a sell order (q, p) costs p per kWh up to q; p_n = Σ sells − Σ buys.
+Clamping moves a buy limit above λ⁺ down and a sell limit below λ⁻ up (nobody pays more than retail or
+gets less than feed-in). A buy below λ⁻ or a sell above λ⁺ is not clamped but left out (UNMATCHED): every
+price is in [λ⁻, λ⁺], so it could only trade against its own limit (as in the auction, where it never
+crosses).
 
 **Fee.** The notes put φ_com·|q_n| on every home. Because Σ_n q_n = 0, Σ_n |q_n| = 2·Σ_n max(q_n, 0), so
 φ·max(q_n, 0) with φ = ``fee_micro`` is the notes' term with φ_com = φ/2: the same optimum, but it puts
@@ -76,6 +80,7 @@ class _Book:
     homes: list[str]
     buys: list[Order]
     sells: list[Order]
+    out_of_band: list[Order]  # buys below λ⁻ and sells above λ⁺: UNMATCHED without solving
     buy_home: np.ndarray
     sell_home: np.ndarray
     buy_limit_micro: list[int]
@@ -103,13 +108,15 @@ def _book(orders: Sequence[Order], parameters: MarketParameters) -> _Book:
     live = sorted((order for order in orders if order.energy_wh > 0), key=lambda order: (order.home, order.order_id))
     homes = sorted({order.home for order in live})
     index = {home: position for position, home in enumerate(homes)}
-    buys = [order for order in live if order.side is Side.BUY]
-    sells = [order for order in live if order.side is Side.SELL]
     low, high = parameters.feed_in_price_micro, parameters.retail_price_micro
+    buys = [order for order in live if order.side is Side.BUY and order.limit_price_micro >= low]
+    sells = [order for order in live if order.side is Side.SELL and order.limit_price_micro <= high]
+    tradeable = {order.order_id for order in buys + sells}
     return _Book(
         homes=homes,
         buys=buys,
         sells=sells,
+        out_of_band=[order for order in live if order.order_id not in tradeable],
         buy_home=np.array([index[order.home] for order in buys], dtype=np.int64),
         sell_home=np.array([index[order.home] for order in sells], dtype=np.int64),
         buy_limit_micro=[min(max(order.limit_price_micro, low), high) for order in buys],
@@ -266,6 +273,8 @@ class EnergyCollective:
             fills_by_home[order_home].append((order, fill))
         for order, order_home, fill in zip(book.sells, book.sell_home, sell_fills):
             fills_by_home[order_home].append((order, fill))
+        for order in book.out_of_band:
+            fills_by_home[book.homes.index(order.home)].append((order, 0))
         allocations = []
         for position, home in enumerate(book.homes):
             from_homes, to_homes = max(community[position], 0), max(-community[position], 0)
