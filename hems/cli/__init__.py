@@ -15,6 +15,7 @@ import sys
 # Order is the order shown by ``hems --help``.
 _SUBCOMMAND_MODULES = (
     "hems.cli.run",
+    "hems.cli.community",
     "hems.cli.check_config",
     "hems.cli.emulate",
     "hems.cli.scan",

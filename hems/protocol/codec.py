@@ -17,6 +17,9 @@ from hems.protocol.messages import PAYLOAD_TYPES, Payload
 
 #: The largest message a receiver parses; a full 48 h order set is well under 64 KiB.
 MAX_MESSAGE_BYTES = 64 * 1024
+#: An ack's diagnostic label carries at most this many characters.
+MAX_LABEL_CHARS = 500
+_MAX_LOCATION_PART_CHARS = 40
 
 P = TypeVar("P", bound=Payload)
 
@@ -67,7 +70,7 @@ def decode(raw: bytes, accepted: tuple[type[P], ...]) -> Message[P]:
                             f"message of {len(raw)} bytes exceeds the limit of {MAX_MESSAGE_BYTES}")
     try:
         document = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+    except (ValueError, RecursionError) as error:  # bad UTF-8, bad JSON, an int beyond Python's digit limit
         raise ProtocolError(ReceptionStatus.INVALID_MESSAGE, f"not JSON: {error}") from None
     message_id = _message_id_of(document)
     try:
@@ -99,10 +102,15 @@ def describe(error: ValidationError, limit: int = 3) -> str:
     """The first few problems of a validation error as ``location: message`` (short enough for an ack)."""
     problems = []
     for item in error.errors(include_url=False)[:limit]:
-        location = ".".join(str(part) for part in item["loc"]) or "(root)"
+        # A key name comes from the sender: keep each part short so the label stays an ack's size.
+        location = ".".join(_shorten(str(part), _MAX_LOCATION_PART_CHARS) for part in item["loc"]) or "(root)"
         problems.append(f"{location}: {item['msg']}")
     more = error.error_count() - limit
-    return "; ".join(problems) + (f"; and {more} more" if more > 0 else "")
+    return _shorten("; ".join(problems) + (f"; and {more} more" if more > 0 else ""), MAX_LABEL_CHARS)
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def _message_id_of(document: object) -> UUID | None:

@@ -319,16 +319,16 @@ class MqttLink:
             return False
         if not acked_early:
             try:
-                acked = await asyncio.wait_for(future, timeout_s)
+                # shield: a timeout must not cancel the future paho's thread may be resolving.
+                acked = await asyncio.wait_for(asyncio.shield(future), timeout_s)
             except TimeoutError:
+                self._stats.publish_timeouts += 1
                 acked = False
             finally:
                 with self._lock:
                     if self._pending.get(info.mid) is future:
                         del self._pending[info.mid]
-            if not acked:
-                if not future.done():  # a stop() resolves it to False: that is not a timeout
-                    self._stats.publish_timeouts += 1
+            if not acked:  # timed out, or stop() resolved it to False
                 return False
         self._stats.messages_sent += 1
         self._stats.bytes_sent += len(payload)

@@ -28,10 +28,14 @@ orders the dual is not unique: any Walrasian price of the book with the retailer
 buyer at λ⁻ is optimal, and which one a solver returns is its choice (HiGHS: a vertex, i.e. a limit
 price; Clarabel: near the middle of the interval).
 
-**Rounding.** Order fills are rounded half-even to whole Wh (inside [0, q]); q_n to whole Wh by largest
-remainder so that Σ q_n = 0 exactly; the home's grid exchange is then what its balance (3b) leaves,
-α_n = max(g_n, 0), β_n = min(g_n, 0). Network LPs like this one have integral vertices, so with HiGHS the
-rounding only removes floating-point noise.
+**Rounding and the gross split.** Order fills are rounded half-even to whole Wh (inside [0, q]); network
+LPs like this one have integral vertices, so with HiGHS that only removes floating-point noise. The fills
+fix each home's net import x_n = −p_n, and since importing and exporting at once costs λ⁺ − λ⁻ > 0 the
+community imports max(Σx_n, 0) and exports max(−Σx_n, 0). How (3b)–(3e) split that among homes is not
+unique (a seller may "import" and sell more to the community; at λ⁺ the money is the same), so the
+result shares the import among net buyers and the export among net sellers pro rata (whole Wh, largest
+remainder) and sets q_n = x_n − α_n − β_n: Σ q_n = 0 exactly and traded_wh is the true home-to-home
+volume. With a fee the LP itself already routes imports to buyers only (Σ max(q_n, 0) is minimal).
 
 **Money.** q_n at the community price (buyers pay, sellers receive), α_n at λ⁺, β_n at λ⁻ (the retailer
 is paid or pays), fees on max(q_n, 0). The preference weights δ shape the optimum but are not money.
@@ -66,7 +70,6 @@ from hems.protocol.messages import OrderStatus, Side
 from hems.protocol.units import round_half_even
 
 DEFAULT_SOLVERS: tuple[str, ...] = ("HIGHS", "CLARABEL")
-_SNAP_WH = 1e-6  # solver noise below this is not a fraction of a Wh
 
 
 class CollectiveSolveError(RuntimeError):
@@ -93,7 +96,6 @@ class _Solution:
 
     buy_fill_wh: np.ndarray
     sell_fill_wh: np.ndarray
-    community_wh: np.ndarray  # q_n
     dual_micro: float
     solver: str
 
@@ -169,7 +171,6 @@ def _solve(book: _Book, parameters: MarketParameters, solvers: Sequence[str],
             return _Solution(
                 buy_fill_wh=np.asarray(buy_fill.value, dtype=float).reshape(buys)[:len(book.buys)] * 1000.0,
                 sell_fill_wh=np.asarray(sell_fill.value, dtype=float).reshape(sells)[:len(book.sells)] * 1000.0,
-                community_wh=np.asarray(community.value, dtype=float).reshape(homes) * 1000.0,
                 dual_micro=float(balance.dual_value) / scale,
                 solver=solver,
             )
@@ -186,14 +187,28 @@ def _side(orders: Sequence[Order], order_home: np.ndarray,
     return len(orders), order_home, volumes_kwh, np.array(limits_micro, dtype=float)
 
 
-def _snap(value_wh: float) -> Fraction:
-    """An LP value in Wh as an exact fraction, solver noise next to a whole Wh removed."""
-    nearest = round(value_wh)
-    return Fraction(nearest) if abs(value_wh - nearest) < _SNAP_WH else Fraction(value_wh)
+def _split(net_import_wh: Sequence[int], seed: int) -> tuple[list[int], list[int]]:
+    """Each home's net import as (q_n, α_n + β_n): the community's import shared among net buyers and
+    its export among net sellers, pro rata (largest remainder); q_n is the rest, so Σ q_n = 0."""
+    total = sum(net_import_wh)
+    imported, exported = max(total, 0), max(-total, 0)
+    buying = [max(value, 0) for value in net_import_wh]
+    selling = [max(-value, 0) for value in net_import_wh]
+    shares_in = _pro_rata(buying, imported, seed)
+    shares_out = _pro_rata(selling, exported, seed + 1)
+    grid = [share_in - share_out for share_in, share_out in zip(shares_in, shares_out)]
+    return [value - exchange for value, exchange in zip(net_import_wh, grid)], grid
+
+
+def _pro_rata(weights: Sequence[int], total: int, seed: int) -> list[int]:
+    weight = sum(weights)
+    if total == 0 or weight == 0:
+        return [0] * len(weights)
+    return largest_remainder([Fraction(value * total, weight) for value in weights], total, seed)
 
 
 def _round_fills(fills_wh: np.ndarray, orders: Sequence[Order]) -> list[int]:
-    return [min(max(round_half_even(_snap(float(fill))), 0), order.energy_wh) for fill, order in zip(fills_wh, orders)]
+    return [min(max(round_half_even(float(fill)), 0), order.energy_wh) for fill, order in zip(fills_wh, orders)]
 
 
 class EnergyCollective:
@@ -230,13 +245,12 @@ class EnergyCollective:
         price = min(max(round_half_even(Fraction(solution.dual_micro)), feed_in), retail)
         buy_fills = _round_fills(solution.buy_fill_wh, book.buys)
         sell_fills = _round_fills(solution.sell_fill_wh, book.sells)
-        community = largest_remainder([_snap(float(value)) for value in solution.community_wh], 0, parameters.seed)
-        production = [0] * len(book.homes)
+        net_import = [0] * len(book.homes)  # −p_n
         for order_home, fill in zip(book.buy_home, buy_fills):
-            production[order_home] -= fill
+            net_import[order_home] += fill
         for order_home, fill in zip(book.sell_home, sell_fills):
-            production[order_home] += fill
-        grid = [-made - bought for made, bought in zip(production, community)]  # α_n + β_n by (3b)
+            net_import[order_home] -= fill
+        community, grid = _split(net_import, parameters.seed)
 
         allocations = self._allocations(book, parameters, price, community, grid, buy_fills, sell_fills)
         imported = sum(max(value, 0) for value in grid)
@@ -273,8 +287,9 @@ class EnergyCollective:
             fills_by_home[order_home].append((order, fill))
         for order, order_home, fill in zip(book.sells, book.sell_home, sell_fills):
             fills_by_home[order_home].append((order, fill))
+        home_index = {home: position for position, home in enumerate(book.homes)}
         for order in book.out_of_band:
-            fills_by_home[book.homes.index(order.home)].append((order, 0))
+            fills_by_home[home_index[order.home]].append((order, 0))
         allocations = []
         for position, home in enumerate(book.homes):
             from_homes, to_homes = max(community[position], 0), max(-community[position], 0)
