@@ -131,7 +131,8 @@ def per_slot(mechanisms: dict[str, object], sizes: list[int], repeats: int, limi
                 if projected_s > limit_s:
                     row.append(f"skipped (≈{projected_s:.0f} s projected)")
                     notes.append(f"`{name}` at {homes} homes skipped: the 1,000-home slot took "
-                                 f"{per_size_ms[1000]:.0f} ms, scaled linearly ≈{projected_s:.0f} s > {limit_s:.0f} s.")
+                                 f"{per_size_ms[1000]:.0f} ms, scaled linearly ≈{projected_s:.0f} s "
+                                 f"> {limit_s:.0f} s.")
                     continue
                 count = 1
             if name == "energy_collective":
@@ -171,12 +172,13 @@ def day(mechanisms: dict[str, object], homes: int, slots: int, seed: int, budget
                 break
         projected = total_s * slots / done
         verdict = "met" if projected < TARGET_DAY_S else "**not met**"
-        measured = f"{total_s:.3f} s" if done == slots else f"{total_s:.1f} s for {done} slots, ≈{projected:.0f} s projected"
+        measured = (f"{total_s:.3f} s" if done == slots
+                    else f"{total_s:.1f} s for {done} slots, ≈{projected:.0f} s projected")
         rows.append([f"`{name}`", measured, f"{projected / slots * 1000:.2f} ms", f"< {TARGET_DAY_S:.0f} s: {verdict}"])
     return rows
 
 
-def message_sizes(seed: int) -> tuple[list[list[str]], int, int]:
+def message_sizes(seed: int) -> tuple[list[list[str]], int]:
     """Bytes of each protocol message of one typical home for one slot (payload = codec.encode output;
     MQTT = QoS 1 PUBLISH with its topic, plus the PUBACK)."""
     from hems.community.mechanisms.uniform import UniformPriceAuction
@@ -251,7 +253,7 @@ def message_sizes(seed: int) -> tuple[list[list[str]], int, int]:
     limit = "**over** the 64 KiB message limit" if day_bytes > 64 * 1024 else "under the 64 KiB message limit"
     rows.append([f"orders for 96 slots in one message ({typical} orders a slot)", "home -> CM",
                  f"{day_bytes} ({day_bytes / 96:.0f} a slot)", limit])
-    return rows, typical, len(outcome.orders)
+    return rows, typical
 
 
 def _varint(value: int) -> bytes:
@@ -285,7 +287,8 @@ def main() -> None:
     sizes = [int(size) for size in arguments.homes.split(",")]
     mechanisms, skipped = load_mechanisms(arguments.mechanisms.split(","))
     print(f"Python {platform.python_version()}, numpy {np.__version__}, nproc {os.cpu_count()}, "
-          f"{platform.machine()}, started {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC\n")
+          f"{platform.machine()}, started {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, "
+          f"load average {os.getloadavg()[0]:.2f}\n")
     for name, why in skipped.items():
         print(f"- skipped `{name}`: {why}")
     rows, notes = per_slot(mechanisms, sizes, arguments.repeats, arguments.collective_limit_s, arguments.seed)
@@ -296,7 +299,8 @@ def main() -> None:
     print(f"\n### {arguments.day_homes:,} homes x {arguments.slots} slots\n")
     print(table(["mechanism", "total clear()", "per slot", "target"],
                 day(mechanisms, arguments.day_homes, arguments.slots, arguments.seed, arguments.day_budget_s)))
-    message_rows, typical, outcomes = message_sizes(arguments.seed)
+    print(f"\nLoad average at the end: {os.getloadavg()[0]:.2f} (other processes share the machine when > 0.5)")
+    message_rows, typical = message_sizes(arguments.seed)
     print(f"\n### Messages per home per slot (a home with {typical} orders at noon)\n")
     print(table(["message", "direction", "payload bytes", "MQTT bytes (PUBLISH + PUBACK)"], message_rows))
 

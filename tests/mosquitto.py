@@ -66,7 +66,8 @@ class MosquittoBroker:
     Optional: ``port`` listens on that port instead of a fresh one (a restart keeps it, so clients
     reconnect to the same address); ``tls`` adds a TLS listener on its own fresh port (``tls_port``,
     ``tls_url``) after the extra config; ``config_file`` runs that file as it is instead of a generated
-    config (it must listen on ``host:port``, so ``port`` is required, and on ``tls_port`` if given).
+    config (it must listen on ``host:port``, so ``port`` is required, and on ``tls_port`` if given);
+    ``tls_port`` fixes the TLS listener's port (with ``tls`` or ``config_file``).
     """
 
     host = "127.0.0.1"

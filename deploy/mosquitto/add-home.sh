@@ -10,7 +10,7 @@
 # hems/v1/<community>/home/X/. The id must match the protocol's identifiers (1-64 letters, digits,
 # '-' or '_') and must not be the manager's name (HEMS_MANAGER_USER, default "manager").
 # The password never appears on a command line: it is hashed from a private temp file with
-# mosquitto_passwd -U. Put the printed password into the home's hems.toml.
+# mosquitto_passwd -U. Write the printed password to the home's [market] password_file.
 set -euo pipefail
 
 usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
@@ -79,7 +79,7 @@ else
     echo "add-home.sh: added home '$HOME_ID' to $PASSWORD_FILE" >&2
 fi
 if [ "$GENERATED" = 1 ]; then
-    echo "password for '$HOME_ID' (shown once; put it in the home's hems.toml): $PASSWORD"
+    echo "password for '$HOME_ID' (shown once; write it to the home's [market] password_file): $PASSWORD"
 fi
 if [ "$RELOAD" = 1 ]; then
     # mosquitto re-reads its password file and ACL on SIGHUP (systemctl reload sends it).

@@ -2,9 +2,8 @@
 
 paho runs its network loop in its own thread (``loop_start``) and calls our callbacks there. Every
 callback only hands its facts to the event loop (``call_soon_threadsafe``); state, counters, futures and
-handlers live on the event loop. Incoming messages are delivered to the handlers in arrival order by one
-dispatcher task, so a handler sees the broker's order and a slow handler delays the next message rather
-than racing it.
+handlers live on the event loop. One dispatcher task delivers incoming messages in arrival order, so a
+handler sees the broker's order and a slow handler delays the next message rather than racing it.
 
 Delivery rules the callers rely on:
 
@@ -16,8 +15,8 @@ Delivery rules the callers rely on:
   reconnect; ``publish`` returns True if that happens within ``timeout_s``, else False (the caller's
   retry may then duplicate it: receivers dedupe by ``message_id``).
 - With ``persistent_session`` the broker keeps our subscriptions and queues QoS 1 messages while we
-  are away; we resubscribe on every connect anyway, since a broker restart without persistence loses
-  the session.
+  are away; we resubscribe on every connect anyway, since a broker restarted without persistence
+  has lost the session.
 - An incoming QoS 1 message is acknowledged to the broker only after its handlers ran (paho's
   ``manual_ack``), so a message the process never finished is redelivered on the next connect of a
   persistent session. Delivery is at least once: handlers dedupe by ``message_id``.
@@ -133,13 +132,7 @@ class _Delivery:
     message: IncomingMessage
     mid: int
     qos: int
-    generation: int
-
-
-@dataclass(frozen=True)
-class _Subscription:
-    handler: Handler
-    qos: int
+    generation: int  # of the connection it came on: its mid means nothing on another one
 
 
 def _check_qos(qos: int) -> None:
@@ -148,13 +141,14 @@ def _check_qos(qos: int) -> None:
 
 
 def _check_filter(topic_filter: str) -> None:
-    """ValueError unless ``topic_filter`` is a valid MQTT subscription filter."""
     levels = topic_filter.split("/")
-    bad = (not topic_filter or "\0" in topic_filter
-           or any(("+" in level and level != "+") or ("#" in level and level != "#") for level in levels)
-           or "#" in levels[:-1])
-    if bad:
+    if (not topic_filter or "\0" in topic_filter or "#" in levels[:-1]
+            or any(("+" in level and level != "+") or ("#" in level and level != "#") for level in levels)):
         raise ValueError(f"topic filter {topic_filter!r}: '+' and '#' must fill a level, '#' only last")
+
+
+def _text(path: Path | None) -> str | None:
+    return None if path is None else str(path)
 
 
 class MqttLink:
@@ -177,12 +171,13 @@ class MqttLink:
             _check_qos(will.qos)
         self._will = will
         self._on_connection_change = on_connection_change
-        self._lock = threading.Lock()  # guards the fields paho's thread touches: below, up to _stats
-        self._subscriptions: dict[str, _Subscription] = {}
-        self._pending: dict[int, asyncio.Future[bool]] = {}
-        self._early_acks: set[int] = set()
+        # Guards what paho's thread touches too: the next five fields.
+        self._lock = threading.Lock()
+        self._subscriptions: dict[str, tuple[Handler, int]] = {}
+        self._pending: dict[int, asyncio.Future[bool]] = {}  # publish futures by mid
+        self._early_acks: set[int] = set()  # acks that came before publish() learnt their mid
         self._publishing = False
-        self._generation = 0  # +1 on every disconnect: never acknowledge a mid of an earlier connection
+        self._generation = 0  # +1 on every disconnect
         self._stats = LinkStats()
         self._client: mqtt.Client | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -196,8 +191,6 @@ class MqttLink:
         self._outage_logged = False
         self._last_failure = ""
         self._handler_errors_logged: set[tuple[str, str]] = set()
-
-    # ----------------------------------------------------------------------------------- public API
 
     @property
     def connected(self) -> bool:
@@ -215,7 +208,7 @@ class MqttLink:
         _check_filter(topic_filter)
         _check_qos(qos)
         with self._lock:
-            self._subscriptions[topic_filter] = _Subscription(handler, qos)
+            self._subscriptions[topic_filter] = (handler, qos)
         client = self._client
         if client is not None and client.is_connected():
             client.subscribe(topic_filter, qos)
@@ -229,25 +222,23 @@ class MqttLink:
         """
         if self._client is not None:
             return
-        loop = asyncio.get_running_loop()
-        self._loop = loop
+        loop = self._loop = asyncio.get_running_loop()
         self._stopping = False
         self._last_failure = ""
-        self._first_connack = loop.create_future() if connect_timeout_s is not None else None
+        first = self._first_connack = loop.create_future() if connect_timeout_s is not None else None
         self._dispatcher = loop.create_task(self._dispatch(), name=f"mqtt-dispatch-{self.settings.client_id}")
         try:
-            # tls_set reads the certificate files: keep that off the event loop.
-            client = await asyncio.to_thread(self._make_client)
+            client = await asyncio.to_thread(self._make_client)  # tls_set reads files: not on the loop
         except BaseException:
             await self._end_dispatcher()
             raise
         self._client = client
         client.connect_async(self._host, self._port, keepalive=self.settings.keepalive_s)
         client.loop_start()
-        if self._first_connack is None:
+        if first is None:
             return
         try:
-            await asyncio.wait_for(asyncio.shield(self._first_connack), connect_timeout_s)
+            await asyncio.wait_for(asyncio.shield(first), connect_timeout_s)
         except TimeoutError:
             detail = f" (last error: {self._last_failure})" if self._last_failure else ""
             await self.stop()
@@ -261,6 +252,7 @@ class MqttLink:
         """Disconnect cleanly (the broker discards our will), end paho's thread and the dispatcher.
         Publishes still waiting return False. Idempotent."""
         client, self._client = self._client, None
+        self._first_connack = None
         if client is not None:
             self._stopping = True
             # disconnect + loop_stop join paho's thread, which may be inside a connect attempt.
@@ -295,20 +287,23 @@ class MqttLink:
         if client is None or not self._connected or not client.is_connected():
             self._stats.publish_refused += 1
             return False
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[bool] = loop.create_future()
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        # on_publish may run on paho's thread before publish() has returned the mid: until the future
+        # is registered, _publishing tells it to keep the ack in _early_acks.
         with self._lock:
             self._publishing = True
         try:
             info = client.publish(topic, payload, qos=qos, retain=retain)
-        finally:
+        except BaseException:
             with self._lock:
                 self._publishing = False
-        # NO_CONN with qos > 0: paho queued it and resends it on reconnect, so wait for the ack.
+                self._early_acks.clear()
+            raise
+        # NO_CONN with qos > 0: the link dropped just now and paho queued it for the reconnect.
         queued = info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS or (
             info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN and qos > 0)
         with self._lock:
-            # on_publish may have run on paho's thread before publish() returned the mid.
+            self._publishing = False
             acked_early = info.mid in self._early_acks
             self._early_acks.clear()
             if queued and not acked_early:
@@ -317,24 +312,23 @@ class MqttLink:
             self._stats.publish_refused += 1
             logger.debug("publish to %s not queued: %s", topic, mqtt.error_string(info.rc))
             return False
-        if not acked_early:
-            try:
-                # shield: a timeout must not cancel the future paho's thread may be resolving.
-                acked = await asyncio.wait_for(asyncio.shield(future), timeout_s)
-            except TimeoutError:
-                self._stats.publish_timeouts += 1
-                acked = False
-            finally:
-                with self._lock:
-                    if self._pending.get(info.mid) is future:
-                        del self._pending[info.mid]
-            if not acked:  # timed out, or stop() resolved it to False
-                return False
+        if not acked_early and not await self._wait_for_ack(info.mid, future, timeout_s):
+            return False
         self._stats.messages_sent += 1
         self._stats.bytes_sent += len(payload)
         return True
 
-    # ------------------------------------------------------------------------- setup and shutdown
+    async def _wait_for_ack(self, mid: int, future: asyncio.Future[bool], timeout_s: float) -> bool:
+        try:
+            # shield: a timeout must not cancel the future that paho's thread may be resolving.
+            return await asyncio.wait_for(asyncio.shield(future), timeout_s)  # False after stop()
+        except TimeoutError:
+            self._stats.publish_timeouts += 1
+            return False
+        finally:
+            with self._lock:
+                if self._pending.get(mid) is future:
+                    del self._pending[mid]
 
     def _make_client(self) -> mqtt.Client:
         settings = self.settings
@@ -344,9 +338,8 @@ class MqttLink:
         if settings.username is not None:
             client.username_pw_set(settings.username, settings.password)
         if self._tls:
-            client.tls_set(ca_certs=None if settings.ca_file is None else str(settings.ca_file),
-                           certfile=None if settings.cert_file is None else str(settings.cert_file),
-                           keyfile=None if settings.key_file is None else str(settings.key_file))
+            client.tls_set(ca_certs=_text(settings.ca_file), certfile=_text(settings.cert_file),
+                           keyfile=_text(settings.key_file))
         if self._will is not None:
             client.will_set(self._will.topic, self._will.payload, qos=self._will.qos, retain=self._will.retain)
         client.reconnect_delay_set(settings.reconnect_min_s, settings.reconnect_max_s)  # type: ignore[arg-type]
@@ -372,7 +365,7 @@ class MqttLink:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    # ------------------------------------------------------------ paho callbacks (paho's thread)
+    # paho's callbacks: they run on paho's thread and only hand over to the event loop.
 
     def _to_loop(self, callback: Callable[..., None], *args: Any) -> None:
         loop = self._loop
@@ -385,10 +378,10 @@ class MqttLink:
         if self._stopping:
             return
         if reason_code.is_failure:
-            self._to_loop(self._handle_refused, str(reason_code))
+            self._to_loop(self._handle_failure, f"broker refused the connection: {reason_code}", True)
             return
         with self._lock:
-            filters = [(topic_filter, sub.qos) for topic_filter, sub in self._subscriptions.items()]
+            filters = [(topic_filter, qos) for topic_filter, (_, qos) in self._subscriptions.items()]
         if filters:
             client.subscribe(filters)
         self._to_loop(self._handle_connected, bool(flags.session_present))
@@ -396,7 +389,7 @@ class MqttLink:
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         # paho calls this inside its `except OSError:`, so the exception is still the current one.
         error = sys.exc_info()[1]
-        self._to_loop(self._handle_connect_failed, repr(error) if error is not None else "connect failed")
+        self._to_loop(self._handle_failure, "connect failed" if error is None else repr(error), False)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: mqtt.DisconnectFlags,
                        reason_code: mqtt.ReasonCode, properties: mqtt.Properties | None) -> None:
@@ -431,7 +424,7 @@ class MqttLink:
             logger.warning("broker refused %d of %d subscriptions (ACL?)", refused, len(reason_codes),
                            extra={"broker": self.settings.url, "client_id": self.settings.client_id})
 
-    # ------------------------------------------------------------------ event-loop side of callbacks
+    # The event loop's side of the callbacks.
 
     @staticmethod
     def _resolve(future: asyncio.Future[bool]) -> None:
@@ -449,38 +442,31 @@ class MqttLink:
         self._stats.connects += 1
         if self._ever_connected:
             self._stats.reconnects += 1
-        if self._outage_logged or self._ever_connected:
             logger.info("MQTT link to %s:%d reconnected (session %s)", self._host, self._port,
-                        "resumed" if session_present else "new",
-                        extra={"client_id": self.settings.client_id})
+                        "resumed" if session_present else "new", extra={"client_id": self.settings.client_id})
         self._ever_connected = True
         self._outage_logged = False
-        first = self._first_connack
-        if first is not None and not first.done():
-            first.set_result(None)
+        if self._first_connack is not None and not self._first_connack.done():
+            self._first_connack.set_result(None)
         self._set_connected(True)
 
-    def _handle_refused(self, reason: str) -> None:
+    def _handle_failure(self, reason: str, refused: bool) -> None:
+        """A connect attempt failed: ``refused`` by the broker's CONNACK, or before (TCP, TLS)."""
         self._stats.connect_failures += 1
-        self._last_failure = f"broker refused the connection: {reason}"
-        self._log_outage(self._last_failure)
+        self._last_failure = reason
+        self._log_outage(reason)
         first = self._first_connack
-        if first is not None and not first.done():
+        if refused and first is not None and not first.done():
             first.set_exception(ConnectionError(
-                f"MQTT broker {self._host}:{self._port} refused client {self.settings.client_id!r}: {reason}"))
-
-    def _handle_connect_failed(self, error: str) -> None:
-        self._stats.connect_failures += 1
-        self._last_failure = error
-        self._log_outage(f"cannot connect: {error}")
+                f"MQTT broker {self._host}:{self._port}, client {self.settings.client_id!r}: {reason}"))
 
     def _handle_disconnected(self, reason: str) -> None:
         if self._connected:
             self._set_connected(False)
-        if not self._stopping:
-            self._log_outage(f"connection lost: {reason}")
+        self._log_outage(f"connection lost: {reason}")
 
     def _log_outage(self, reason: str) -> None:
+        """Warn once per outage; the rest of it goes to debug."""
         if self._stopping:
             return
         if self._outage_logged:
@@ -502,15 +488,13 @@ class MqttLink:
             except Exception:
                 logger.exception("on_connection_change callback failed", extra={"connected": connected})
 
-    # ---------------------------------------------------------------------------------- dispatcher
-
     async def _dispatch(self) -> None:
-        """Deliver queued messages, in order, to every handler whose filter matches."""
+        """Deliver queued messages, in order, to every handler whose filter matches; then ack."""
         while True:
             delivery = await self._queue.get()
             message = delivery.message
             with self._lock:
-                matching = [(topic_filter, sub.handler) for topic_filter, sub in self._subscriptions.items()
+                matching = [(topic_filter, handler) for topic_filter, (handler, _) in self._subscriptions.items()
                             if mqtt.topic_matches_sub(topic_filter, message.topic)]
             if not matching:
                 self._stats.unhandled_messages += 1
@@ -528,13 +512,13 @@ class MqttLink:
         if client is None or delivery.qos == 0:
             return
         with self._lock:
-            # A mid from an earlier connection may name another message now; the broker redelivers
+            # A mid of an earlier connection may name another message now; the broker redelivers
             # the unacknowledged one itself.
             if delivery.generation == self._generation:
                 client.ack(delivery.mid, delivery.qos)
 
     def _handler_failed(self, topic_filter: str, message: IncomingMessage, error: Exception) -> None:
-        """Count every failure; log the first of each exception type per filter with its traceback."""
+        """Count every failure; log the first of each exception type per filter, with its traceback."""
         self._stats.handler_errors += 1
         key = (topic_filter, type(error).__qualname__)
         if key in self._handler_errors_logged:

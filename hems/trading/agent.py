@@ -99,7 +99,7 @@ class MarketAgent:
         self.meter_reports = 0
         self.last_submission: OrderSubmission | None = None
         self.last_order_ack: Ack | None = None
-        self._submitted_ids: OrderedDict[str, None] = OrderedDict()
+        self._submitted_ids: OrderedDict[str, bool] = OrderedDict()  # id -> answered
         self._awaiting_ack: tuple[str, float] | None = None  # (message id, monotonic time sent)
         self._bid_for_s: float | None = None  # first slot of the last successful submission
         self._status_published: str | None = None
@@ -240,16 +240,18 @@ class MarketAgent:
         bid = submission(self.settings.home_id, self.sequence.next(now_s), curves, grid, config.bid_format)
         message_id = str(uuid.uuid4())
         payload = encode(bid, sender=self.settings.home_id, sent_at=utc(now_s), message_id=uuid.UUID(message_id))
+        # Known before it is sent: the manager's ack can overtake the broker's PUBACK.
+        self._submitted_ids[message_id] = False
+        while len(self._submitted_ids) > SUBMISSIONS_REMEMBERED:
+            self._submitted_ids.popitem(last=False)
         if not await self.link.publish(self._topic(HomeTopic.ORDERS), payload, qos=1, timeout_s=PUBLISH_TIMEOUT_S):
             logger.info("market: bid for %s not sent (broker unreachable)", utc(first_slot_s).isoformat())
             return False
         self._count_out(OrderSubmission.MESSAGE_TYPE)
         self.submissions += 1
         self.last_submission = bid
-        self._submitted_ids[message_id] = None
-        while len(self._submitted_ids) > SUBMISSIONS_REMEMBERED:
-            self._submitted_ids.popitem(last=False)
-        if self._awaiting_ack is None:  # the deadline runs from the oldest unanswered submission
+        if self._awaiting_ack is None and not self._submitted_ids.get(message_id):
+            # The deadline runs from the oldest unanswered submission.
             self._awaiting_ack = (message_id, self.clock.monotonic_s())
         self._wake.set()
         logger.debug("market: bid #%d for %d slot(s) from %s sent", bid.sequence, len(bid.slots),
@@ -348,6 +350,7 @@ class MarketAgent:
         self._wake.set()
 
     def _order_ack(self, message_id: str, ack: Ack) -> None:
+        self._submitted_ids[message_id] = True
         self.last_order_ack = ack
         if self._awaiting_ack is not None:
             # Any answer shows the manager is there; later submissions are not overdue either.

@@ -104,8 +104,8 @@ def test_all_at_one_price_clears_there_and_rations_the_long_side_pro_rata(mechan
 def test_the_rationing_leftover_follows_the_seed_not_the_input_order():
     book = orders(("A", "buy", 6, 200_000), ("B", "buy", 6, 200_000), ("C", "buy", 6, 200_000),
                   ("D", "sell", 10, 200_000))
-    winners = {next(home for home in "ABC" if clear(UniformPriceAuction, book, seed=seed).allocation(home).bought_wh == 4)
-               for seed in range(12)}
+    results = [clear(UniformPriceAuction, book, seed=seed) for seed in range(12)]
+    winners = {next(home for home in "ABC" if result.allocation(home).bought_wh == 4) for result in results}
     assert len(winners) > 1
     assert clear(UniformPriceAuction, book[::-1], seed=3) == clear(UniformPriceAuction, book, seed=3)
 
@@ -264,6 +264,25 @@ def test_invalid_books_are_refused():
             Order("x", "A", Side.BUY, 1, 1), Order("x", "B", Side.SELL, 1, 1))))
     with pytest.raises(ValueError, match="below"):
         PayAsBidAuction().clear(ClearingInput(MarketParameters(FEED_IN, FEED_IN), ()))
+    with pytest.raises(ValueError, match="k must"):
+        UniformPriceAuction().clear(ClearingInput(MarketParameters(RETAIL, FEED_IN, k=Fraction(3, 2)), ()))
+
+
+@pytest.mark.parametrize("mechanism", AUCTIONS)
+def test_money_beyond_int64_stays_exact(mechanism):
+    # 10¹⁴ Wh at 0.2 ¤/kWh is 2·10¹⁹ n¤, beyond int64: Python integers take over.
+    huge = 10**14
+    book = orders(("A", "buy", huge, RETAIL), ("B", "buy", huge + 1, 290_001), ("C", "sell", 2 * huge, 100_000),
+                  ("D", "sell", huge, 250_000))
+    result = clear(mechanism, book, retailer=True)
+    assert result.details["cleared_wh"] == 2 * huge + 1
+    a, b = result.allocation("A"), result.allocation("B")
+    assert (a.bought_wh, b.bought_wh) == (huge, huge + 1)
+    if mechanism is UniformPriceAuction:  # last pair (B 290001, D 250000): 270000.5 -> 270000
+        assert result.price_micro == 270_000 and b.paid_nano == (huge + 1) * 270_000
+    else:  # A–C at 200000, B–C at 195000.5 -> 195000, B–D 1 Wh at 270000.5 -> 270000
+        assert a.paid_nano == huge * 200_000 and b.paid_nano == huge * 195_000 + 270_000
+    assert a.paid_nano > 2**63 and result.balance_error_nano() == 0
 
 
 def test_the_published_tie_break_is_the_seeded_permutation_of_sorted_homes():

@@ -18,6 +18,10 @@ RETAIL, FEED_IN = 300_000, 80_000
 GRID = (80_000, 120_000, 160_000, 200_000, 240_000, 300_000)
 
 
+# a buys 2 kWh up to 200k, b sells 2 kWh from 120k: D = 0 on [120k, 200k]
+FLAT_PAIR = (Curve("a", GRID, (2000, 2000, 2000, 2000, 0, 0)), Curve("b", GRID, (0, -2000, -2000, -2000, -2000, -2000)))
+
+
 def parameters(**changes) -> MarketParameters:
     values = dict(retail_price_micro=RETAIL, feed_in_price_micro=FEED_IN, price_grid_micro=GRID)
     return MarketParameters(**(values | changes))
@@ -49,9 +53,7 @@ def test_interior_crossing_interpolates_and_rounds():
 
 @pytest.mark.parametrize("k, price", [(Fraction(0), 120_000), (Fraction(1, 2), 160_000), (Fraction(1), 200_000)])
 def test_flat_interval_uses_the_k_rule(k, price):
-    """a buys 2 kWh up to 200k, b sells 2 kWh from 120k: D = 0 on [120k, 200k]."""
-    result = clear(Curve("a", GRID, (2000, 2000, 2000, 2000, 0, 0)), Curve("b", GRID, (0, -2000, -2000, -2000, -2000, -2000)),
-                   market=parameters(k=k))
+    result = clear(*FLAT_PAIR, market=parameters(k=k))
     assert result.details["case"] == "flat"
     assert result.price_micro == price
     assert result.allocation("a").bought_wh == result.allocation("b").sold_wh == result.traded_wh == 2000
@@ -125,8 +127,7 @@ def test_curve_points_outside_the_band_interpolate_and_hold_flat():
 
 
 def test_fee_on_home_to_home_purchases_only_energy_price_clears():
-    result = clear(Curve("a", GRID, (2000, 2000, 2000, 2000, 0, 0)), Curve("b", GRID, (0, -2000, -2000, -2000, -2000, -2000)),
-                   market=parameters(network_fee_micro=10_000))
+    result = clear(*FLAT_PAIR, market=parameters(network_fee_micro=10_000))
     assert result.price_micro == 160_000  # the fee does not move the equilibrium
     assert result.allocation("a").paid_nano == 2000 * 160_000
     assert result.allocation("a").network_fee_nano == 2000 * 10_000 and result.balance_error_nano() == 0

@@ -38,20 +38,26 @@ pytestmark = pytest.mark.skipif(mosquitto_binary() is None or shutil.which("mosq
 
 @dataclass(frozen=True)
 class Pki:
-    """A throwaway CA and a server certificate it signed (PEM files)."""
+    """A throwaway CA, a server certificate and client certificates it signed (PEM files)."""
 
     ca_file: Path
     cert_file: Path
     key_file: Path
+    directory: Path
+
+    def client(self, name: str) -> tuple[Path, Path]:
+        """Certificate and key of the client ``name`` (its CN)."""
+        return self.directory / f"{name}.crt", self.directory / f"{name}.key"
 
 
 def _openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=30)
 
 
-def make_test_pki(directory: Path) -> Pki:
-    """A CA and a server certificate for ``localhost`` and ``127.0.0.1`` (P-256 keys, valid 2 days),
-    made with the openssl CLI the same way README.md tells operators to."""
+def make_test_pki(directory: Path, clients: tuple[str, ...] = ()) -> Pki:
+    """A CA, a server certificate for ``localhost`` and ``127.0.0.1`` and a client certificate with
+    CN=name for each of ``clients`` (P-256 keys, valid 2 days), made with the openssl CLI the way
+    deploy/mosquitto/README.md tells operators to."""
     directory.mkdir(parents=True, exist_ok=True)
     p256 = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
     _openssl("req", "-x509", *p256, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
@@ -65,14 +71,24 @@ def make_test_pki(directory: Path) -> Pki:
         "authorityKeyIdentifier=keyid,issuer\n")
     _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
              "-out", "server.crt", "-days", "2", "-extfile", "server.ext", cwd=directory)
-    return Pki(directory / "ca.crt", directory / "server.crt", directory / "server.key")
+    (directory / "client.ext").write_text(
+        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n")
+    for name in clients:
+        _openssl("req", "-new", *p256, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}",
+                 cwd=directory)
+        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+                 "-out", f"{name}.crt", "-days", "2", "-extfile", "client.ext", cwd=directory)
+    return Pki(directory / "ca.crt", directory / "server.crt", directory / "server.key", directory)
 
 
-def production_config(source: str, *, port: int, tls_port: int, paths: dict[str, Path]) -> str:
+def production_config(source: str, *, port: int, tls_port: int, paths: dict[str, Path],
+                      replace: dict[str, str] | None = None) -> str:
     """``source`` (deploy/mosquitto/mosquitto.conf) with its listeners moved to ``port`` (the local
-    plain one) and ``tls_port`` on 127.0.0.1 and every file option pointed at ``paths[option]``.
-    Fails if the file has a listener or file option the test does not know: then this test would
-    no longer run the production settings."""
+    plain one) and ``tls_port`` on 127.0.0.1 and every file option pointed at ``paths[option]``;
+    ``replace`` swaps whole lines (as README.md tells operators to). Fails if the file has a listener
+    or file option the test does not know: then this test would no longer run the production
+    settings."""
+    replace = dict(replace or {})
     listeners = {"listener 1883 127.0.0.1": f"listener {port} 127.0.0.1",
                  "listener 8883": f"listener {tls_port} 127.0.0.1"}
     out = ["persistence false", "log_dest stderr", "log_type all"]
@@ -82,7 +98,9 @@ def production_config(source: str, *, port: int, tls_port: int, paths: dict[str,
     for line in source.splitlines():
         text = line.strip()
         key = text.split(" ", 1)[0]
-        if not text or text.startswith("#"):
+        if text in replace:
+            out.append(replace.pop(text))
+        elif not text or text.startswith("#"):
             out.append(line)
         elif text in listeners:
             out.append(listeners[text])
@@ -96,24 +114,19 @@ def production_config(source: str, *, port: int, tls_port: int, paths: dict[str,
             raise AssertionError(f"production config line with a path the test does not move: {text!r}")
         else:
             out.append(line)
-    missing = (set(listeners) | set(paths)) - seen
+    missing = (set(listeners) | set(paths) | set(replace)) - seen
     assert not missing, f"production config lacks {sorted(missing)}"
     return "\n".join(out) + "\n"
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return make_test_pki(tmp_path_factory.mktemp("pki"))
+    return make_test_pki(tmp_path_factory.mktemp("pki"), clients=("home1",))
 
 
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[MosquittoBroker]:
-    """mosquitto with the production config, ACL and a password file of home1, home2 and manager.
-
-    One broker for the module (a start and stop cost ~0.15 s): every test stops its links, and no
-    test leaves a retained message behind.
-    """
-    tmp_path = tmp_path_factory.mktemp("secured-broker")
+def start_production_broker(tmp_path: Path, pki: Pki,
+                            replace: dict[str, str] | None = None) -> MosquittoBroker:
+    """mosquitto with the production config, ACL and a password file of home1, home2 and manager."""
     passwd = tmp_path / "passwd"
     for home, password in HOME_PASSWORDS.items():
         subprocess.run([str(DEPLOY / "add-home.sh"), "--password-file", str(passwd), home], check=True,
@@ -128,9 +141,17 @@ def broker(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[Mosqu
     config.write_text(production_config(
         (DEPLOY / "mosquitto.conf").read_text(), port=port, tls_port=tls_port,
         paths={"password_file": passwd, "acl_file": DEPLOY / "acl", "cafile": pki.ca_file,
-               "certfile": pki.cert_file, "keyfile": pki.key_file}))
-    with MosquittoBroker(tmp_path / "broker", port=port, tls_port=tls_port, config_file=config) as running:
-        yield running
+               "certfile": pki.cert_file, "keyfile": pki.key_file}, replace=replace))
+    return MosquittoBroker(tmp_path / "broker", port=port, tls_port=tls_port, config_file=config).start()
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[MosquittoBroker]:
+    """One production broker for the module (a start and stop cost ~0.15 s): every test stops its
+    links, and no test leaves a retained message behind."""
+    running = start_production_broker(tmp_path_factory.mktemp("secured-broker"), pki)
+    yield running
+    running.stop()
 
 
 class Links:
@@ -141,15 +162,20 @@ class Links:
         self.started: list[MqttLink] = []
 
     def settings(self, user: str | None, password: str | None = None, *, client_id: str | None = None,
-                 url: str | None = None, ca_file: Path | None = None) -> BrokerSettings:
-        if password is None and user is not None:
+                 url: str | None = None, ca_file: Path | None = None,
+                 client_cert: tuple[Path, Path] | None = None) -> BrokerSettings:
+        if password is None and user is not None and client_cert is None:
             password = MANAGER_PASSWORD if user == "manager" else HOME_PASSWORDS[user]
-        return BrokerSettings(url or self.broker.url, client_id or f"hems-{user}", username=user,
-                              password=password, ca_file=ca_file, persistent_session=False,
-                              reconnect_min_s=0.1, reconnect_max_s=0.5)
+        cert_file, key_file = client_cert or (None, None)
+        return BrokerSettings(url or self.broker.url, client_id or f"hems-{user}",
+                              username=None if client_cert else user, password=password, ca_file=ca_file,
+                              cert_file=cert_file, key_file=key_file, persistent_session=False,
+                              reconnect_min_s=0.05, reconnect_max_s=0.5)
 
-    async def start(self, settings: BrokerSettings, *filters: str) -> tuple[MqttLink, list[IncomingMessage]]:
-        """A connected link subscribed to ``filters`` (in place at the broker) and its inbox."""
+    async def start(self, settings: BrokerSettings, *filters: str,
+                    user: str | None = None) -> tuple[MqttLink, list[IncomingMessage]]:
+        """A connected link subscribed to ``filters`` (in place at the broker) and its inbox; ``user``
+        is the name the broker knows it by (default: the settings' username)."""
         inbox: list[IncomingMessage] = []
 
         async def collect(message: IncomingMessage) -> None:
@@ -160,7 +186,7 @@ class Links:
             link.subscribe(topic_filter, collect)
         self.started.append(link)
         await link.start(connect_timeout_s=CONNECT_TIMEOUT_S)
-        await settle(link, settings.username)
+        await settle(link, user or settings.username)
         return link, inbox
 
     async def close(self) -> None:
@@ -252,6 +278,7 @@ async def test_home_cannot_read_another_homes_allocation(links: Links) -> None:
 
 
 async def test_anonymous_client_is_refused(links: Links) -> None:
+    # Refused twice over: allow_anonymous false, and use_username_as_clientid needs a username.
     link = MqttLink(links.settings(None))
     with pytest.raises(ConnectionError, match="[Nn]ot authori[sz]ed"):
         await link.start(connect_timeout_s=CONNECT_TIMEOUT_S)
@@ -290,6 +317,27 @@ async def test_tls_listener_with_the_ca(links: Links, broker: MosquittoBroker, p
         await home.stop()
     await wait_for(lambda: len(manager_inbox) == 2, timeout_s=3)
     assert [m.payload for m in manager_inbox] == [b"127.0.0.1", b"localhost"]
+
+
+async def test_client_certificates_as_the_readme_describes(tmp_path: Path, pki: Pki) -> None:
+    """require_certificate + use_identity_as_username: the CN is the home id the ACL sees."""
+    cert_mode = start_production_broker(tmp_path, pki, replace={
+        "require_certificate false": "require_certificate true\nuse_identity_as_username true"})
+    links = Links(cert_mode)
+    try:
+        _, manager_inbox = await links.start(links.settings("manager"), TOPICS.all_homes(HomeTopic.ORDERS))
+        home1, _ = await links.start(links.settings("home1", url=cert_mode.tls_url, ca_file=pki.ca_file,
+                                                    client_cert=pki.client("home1")), user="home1")
+        await home1.publish(TOPICS.home("home2", HomeTopic.ORDERS), b"forged")
+        assert await home1.publish(TOPICS.home("home1", HomeTopic.ORDERS), b"own")
+        await wait_for(lambda: manager_inbox, timeout_s=3)
+        assert [(m.topic, m.payload) for m in manager_inbox] == [(TOPICS.home("home1", HomeTopic.ORDERS), b"own")]
+        no_cert = MqttLink(links.settings("home1", url=cert_mode.tls_url, ca_file=pki.ca_file))
+        with pytest.raises((ConnectionError, TimeoutError)):
+            await no_cert.start(connect_timeout_s=0.2)
+    finally:
+        await links.close()
+        cert_mode.stop()
 
 
 async def test_tls_listener_rejects_a_client_that_does_not_trust_the_ca(links: Links,

@@ -357,6 +357,4 @@ async def test_tls_round_trip_with_a_generated_ca(tmp_path: Path, links: Links) 
         link = await links.start(settings(tls_broker.tls_url, "tls-pub", ca_file=pki.ca_file))
         assert await link.publish("tls/x", b"over TLS")
         await wait_for(lambda: inbox.payloads == [b"over TLS"], TIMEOUT_S)
-        untrusting = MqttLink(settings(tls_broker.tls_url, "tls-untrusting"))  # system CAs only
-        with pytest.raises(TimeoutError, match="CERTIFICATE_VERIFY_FAILED"):
-            await untrusting.start(connect_timeout_s=0.3)
+        # A client without the CA is refused: test_broker_security.py.

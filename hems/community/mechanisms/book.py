@@ -26,8 +26,9 @@ both orders before clearing (the home uses its own energy). Netted Wh are not ma
 appear in no ``filled_wh`` and are reported in total as ``details["self_netted_wh"]``. After netting a
 home's bids are all below its asks, so the walk can never pair a home with itself.
 
-The tie-break permutation is ``numpy.random.default_rng(seed).permutation`` over the sorted home ids;
-its SHA-256 (of the ids in that order, one per line) is published with the seed.
+The tie-break permutation is ``numpy.random.default_rng(seed).permutation`` over the sorted home ids
+(a home's own orders at one price follow their order ids); its SHA-256 (of the ids in that order, one
+per line) is published with the seed. Nothing depends on the order in which orders arrived.
 """
 
 from __future__ import annotations
@@ -112,8 +113,10 @@ def build_book(market: ClearingInput, *, book_retailer: bool) -> Book:
     retail, feed_in = parameters.retail_price_micro, parameters.feed_in_price_micro
     if not feed_in < retail:
         raise ValueError("feed_in_price_micro must be below retail_price_micro")
+    if not 0 <= Fraction(parameters.k) <= 1:
+        raise ValueError("k must lie in [0, 1]")
     orders, count, buy = market.orders, len(market.orders), Side.BUY
-    order_ids = tuple(order.order_id for order in orders)
+    order_ids = [order.order_id for order in orders]
     sorted_ids = np.array(order_ids, dtype=str)
     by_id = np.argsort(sorted_ids, kind="stable")
     sorted_ids = sorted_ids[by_id]
@@ -152,7 +155,7 @@ def build_book(market: ClearingInput, *, book_retailer: bool) -> Book:
         quantity = np.append(quantity, [sell_for_buys, buy_for_sells])
         limit = np.append(limit, [retail, feed_in])
         tie_rank = np.append(tie_rank, [count, count + 1])
-    return Book(market, order_ids, energy, homes, home_index, is_buy, quantity, limit, tie_rank, id_rank,
+    return Book(market, tuple(order_ids), energy, homes, home_index, is_buy, quantity, limit, tie_rank, id_rank,
                 retailer_booked, netted_wh, permutation_hash)
 
 
@@ -181,8 +184,8 @@ def _net_own_crossings(home_index: np.ndarray, is_buy: np.ndarray, raw_limit: np
             quantity[bid] -= volume
             quantity[ask] -= volume
             netted_wh += volume
-            bid_at += quantity[bid] == 0
-            ask_at += quantity[ask] == 0
+            bid_at += int(quantity[bid] == 0)
+            ask_at += int(quantity[ask] == 0)
     return quantity, netted_wh
 
 
@@ -332,8 +335,8 @@ def assemble(mechanism: str, book: Book, matching: Matching, money_nano: np.ndar
     filled_list = filled.tolist()
     prices = [price if volume else None
               for price, volume in zip(np.asarray(fill_price_micro)[canonical].tolist(), filled_list)]
-    fills = list(map(OrderFill, [book.order_ids[row] for row in canonical.tolist()],
-                     [_STATUSES[code] for code in status.tolist()], filled_list, prices))
+    fills = list(map(OrderFill, map(book.order_ids.__getitem__, canonical.tolist()),
+                     map(_STATUSES.__getitem__, status.tolist()), filled_list, prices))
     money = np.asarray(money_nano)[canonical]
     buying = book.is_buy[canonical]
     starts = np.concatenate(([0], np.cumsum(np.bincount(book.home_index[:count], minlength=len(book.homes)))))

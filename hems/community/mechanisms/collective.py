@@ -23,19 +23,24 @@ the whole fee on the buyer, our convention everywhere else. The dual of (3c) is 
 sellers get; buyers pay it plus the fee.
 
 **Price.** The dual of (3c) in cvxpy's sign (positive: what one more kWh in the community is worth),
-clamped to [λ⁻, λ⁺] (needed only with preference weights δ) and rounded half-even to µ¤/kWh. With step
-orders the dual is not unique: any Walrasian price of the book with the retailer as seller at λ⁺ and
-buyer at λ⁻ is optimal, and which one a solver returns is its choice (HiGHS: a vertex, i.e. a limit
-price; Clarabel: near the middle of the interval).
+rounded half-even to µ¤/kWh and clamped to [λ⁻, λ⁺]. Whenever homes trade with each other the dual
+already lies in [λ⁻, λ⁺ − φ] (a seller's filled ask ≥ λ⁻ is at most the dual, a buyer's filled bid ≤ λ⁺
+at least the dual plus the fee), so the clamp only tidies slots without home-to-home trade, where fees
+or preference weights can push the dual out. With step orders the dual is not unique: without fees any
+Walrasian price of the book, the retailer selling at λ⁺ and buying at λ⁻, is optimal, and which one a
+solver returns is its choice (HiGHS: a vertex, i.e. a limit price, λ± or one of them less the fee;
+Clarabel: inside the interval).
 
 **Rounding and the gross split.** Order fills are rounded half-even to whole Wh (inside [0, q]); network
 LPs like this one have integral vertices, so with HiGHS that only removes floating-point noise. The fills
-fix each home's net import x_n = −p_n, and since importing and exporting at once costs λ⁺ − λ⁻ > 0 the
-community imports max(Σx_n, 0) and exports max(−Σx_n, 0). How (3b)–(3e) split that among homes is not
-unique (a seller may "import" and sell more to the community; at λ⁺ the money is the same), so the
-result shares the import among net buyers and the export among net sellers pro rata (whole Wh, largest
-remainder) and sets q_n = x_n − α_n − β_n: Σ q_n = 0 exactly and traded_wh is the true home-to-home
-volume. With a fee the LP itself already routes imports to buyers only (Σ max(q_n, 0) is minimal).
+fix each home's net import x_n = −p_n; the LP fixes the community's import q_imp (rounded, and kept in
+[max(Σx_n, 0), Σ max(x_n, 0)]), hence its export q_imp − Σx_n. Both can be positive: with a fee above
+(λ⁺ + δ_imp) − (λ⁻ − δ_exp), importing for one home while another exports is cheaper than trading
+between them. How
+(3b)–(3e) split the totals among homes is not unique (a seller may "import" and sell more to the
+community; at λ⁺ the money is the same), so the result shares the import among net buyers and the
+export among net sellers pro rata (whole Wh, largest remainder) and sets q_n = x_n − α_n − β_n:
+Σ q_n = 0 exactly and traded_wh is the true home-to-home volume.
 
 **Money.** q_n at the community price (buyers pay, sellers receive), α_n at λ⁺, β_n at λ⁻ (the retailer
 is paid or pays), fees on max(q_n, 0). The preference weights δ shape the optimum but are not money.
@@ -97,6 +102,7 @@ class _Solution:
     buy_fill_wh: np.ndarray
     sell_fill_wh: np.ndarray
     dual_micro: float
+    import_wh: float  # q_imp
     solver: str
 
 
@@ -167,11 +173,12 @@ def _solve(book: _Book, parameters: MarketParameters, solvers: Sequence[str],
         except cp.error.SolverError as error:
             failures.append(f"{solver}: {error}")
             continue
-        if problem.status == cp.OPTIMAL:
+        if problem.status == cp.OPTIMAL and balance.dual_value is not None:
             return _Solution(
                 buy_fill_wh=np.asarray(buy_fill.value, dtype=float).reshape(buys)[:len(book.buys)] * 1000.0,
                 sell_fill_wh=np.asarray(sell_fill.value, dtype=float).reshape(sells)[:len(book.sells)] * 1000.0,
                 dual_micro=float(balance.dual_value) / scale,
+                import_wh=float(np.sum(imports.value)) * 1000.0,
                 solver=solver,
             )
         failures.append(f"{solver}: {problem.status}")
@@ -187,15 +194,16 @@ def _side(orders: Sequence[Order], order_home: np.ndarray,
     return len(orders), order_home, volumes_kwh, np.array(limits_micro, dtype=float)
 
 
-def _split(net_import_wh: Sequence[int], seed: int) -> tuple[list[int], list[int]]:
-    """Each home's net import as (q_n, α_n + β_n): the community's import shared among net buyers and
-    its export among net sellers, pro rata (largest remainder); q_n is the rest, so Σ q_n = 0."""
-    total = sum(net_import_wh)
-    imported, exported = max(total, 0), max(-total, 0)
+def _split(net_import_wh: Sequence[int], import_wh: float, seed: int) -> tuple[list[int], list[int]]:
+    """Each home's net import as (q_n, α_n + β_n): the LP's import total (kept within what the net
+    positions allow) shared among net buyers and the export among net sellers, pro rata (largest
+    remainder); q_n is the rest, so Σ q_n = 0."""
     buying = [max(value, 0) for value in net_import_wh]
     selling = [max(-value, 0) for value in net_import_wh]
+    net = sum(net_import_wh)
+    imported = min(max(round_half_even(import_wh), net, 0), sum(buying))
     shares_in = _pro_rata(buying, imported, seed)
-    shares_out = _pro_rata(selling, exported, seed + 1)
+    shares_out = _pro_rata(selling, imported - net, seed + 1)
     grid = [share_in - share_out for share_in, share_out in zip(shares_in, shares_out)]
     return [value - exchange for value, exchange in zip(net_import_wh, grid)], grid
 
@@ -250,7 +258,7 @@ class EnergyCollective:
             net_import[order_home] += fill
         for order_home, fill in zip(book.sell_home, sell_fills):
             net_import[order_home] -= fill
-        community, grid = _split(net_import, parameters.seed)
+        community, grid = _split(net_import, solution.import_wh, parameters.seed)
 
         allocations = self._allocations(book, parameters, price, community, grid, buy_fills, sell_fills)
         imported = sum(max(value, 0) for value in grid)
