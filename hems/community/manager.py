@@ -95,6 +95,7 @@ class CommunityManager:
         self.config_version = 0
         self.market_start_s = 0  # slots before the manager's first start are not this market's
         self.received: Counter[tuple[str, str]] = Counter()  # (message type, reception status)
+        self.clearing_failures = 0
         self._next_clearing_s = 0
         self._next_settlement_s = 0
         self._unknown_senders: set[str] = set()
@@ -285,7 +286,14 @@ class CommunityManager:
         book = [(bid.home, bid.sequence, bid.bid) for bid in stored]
         market = clearing_input(self.input_kind, parameters, book, positions or {},
                                 slot_start_s=slot_start_s, duration_s=duration)
-        result = self.mechanism.clear(market)
+        try:
+            result = self.mechanism.clear(market)
+        except (ValueError, RuntimeError) as error:
+            # A solver failure or a book the mechanism cannot take: nothing is booked and every home
+            # settles this slot with the retailer, as if the market had not been there.
+            logger.error("slot %s: %s could not clear: %s", slot_start_s, self.mechanism.name, error)
+            self.clearing_failures += 1
+            return []
         if result.balance_error_nano() != 0:
             # A bug, never a market outcome: refuse to book it; the slot settles with the retailer.
             logger.error("slot %s: %s does not balance by %d n¤; not booked", slot_start_s,

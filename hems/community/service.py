@@ -26,6 +26,8 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 #: Messages kept for re-sending while the broker is unreachable (oldest dropped beyond this).
 MAX_UNSENT = 10_000
+#: After an unexpected failure of a tick, try again after this many seconds.
+RETRY_AFTER_S = 5.0
 
 
 def broker_settings(config: CommunityConfig) -> BrokerSettings:
@@ -68,8 +70,12 @@ class CommunityService:
         try:
             while not stop.is_set():
                 now_s = self.clock.now_s()
-                await self._deliver(await self._in_worker(self.manager.tick, now_s))
-                next_s = await self._in_worker(self.manager.next_event_s, now_s)
+                try:
+                    await self._deliver(await self._in_worker(self.manager.tick, now_s))
+                    next_s = await self._in_worker(self.manager.next_event_s, now_s)
+                except Exception:  # e.g. the disk is full: keep the service up, try again shortly
+                    logger.exception("community manager tick failed; retrying in %s s", RETRY_AFTER_S)
+                    next_s = now_s + RETRY_AFTER_S
                 sleeping = asyncio.ensure_future(self.clock.sleep(max(next_s - self.clock.now_s(), 0.0)))
                 await asyncio.wait({sleeping, stopping}, return_when=asyncio.FIRST_COMPLETED)
                 sleeping.cancel()
