@@ -360,10 +360,16 @@ class MqttLink:
 
     async def _end_dispatcher(self) -> None:
         task, self._dispatcher = self._dispatcher, None
-        if task is not None:
+        if task is None:
+            return
+        # Python 3.11's wait_for (used by a handler's publish) can swallow a cancellation that races
+        # with its result; the dispatcher would then wait for the next message forever. Cancel until
+        # the task has really ended.
+        while not task.done():
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await asyncio.wait({task}, timeout=0.1)
+        with contextlib.suppress(asyncio.CancelledError):
+            task.result()
 
     # paho's callbacks: they run on paho's thread and only hand over to the event loop.
 

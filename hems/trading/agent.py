@@ -105,6 +105,7 @@ class MarketAgent:
         self._status_published: str | None = None
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
         self._logged: set[str] = set()
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -131,9 +132,14 @@ class MarketAgent:
 
     async def stop(self) -> None:
         """End the tasks, publish ``offline`` (retained) and disconnect."""
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._stopping = True
+        pending = set(self._tasks)
+        while pending:
+            # Python 3.11's wait_for can swallow a cancellation that races with its result (a
+            # PUBACK arriving just then), so cancel again until the task has really ended.
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=0.1)
         self._tasks = []
         if self.link.connected:
             await self.link.publish(self._topic(HomeTopic.STATUS), self._status_payload("offline", self.state),
@@ -192,7 +198,7 @@ class MarketAgent:
 
     async def _bidding_loop(self) -> None:
         """Sleep on the clock until the next submission is due; submit while holding the clock."""
-        while True:
+        while not self._stopping:
             config = self.market_config
             now_s = self.clock.now_s()
             if config is None or config.bid_format is BidFormat.NONE or config.slot_duration_s != self.slot_s:
@@ -261,7 +267,7 @@ class MarketAgent:
     # -- status and outbox --------------------------------------------------------------------
 
     async def _service_loop(self) -> None:
-        while True:
+        while not self._stopping:
             self._wake.clear()
             next_s: float | None = None
             try:

@@ -51,8 +51,9 @@ async def test_a_curve_bid_arrives_before_gate_closure_on_the_market_grid(tmp_pa
             second = manager.orders[1].payload
             assert second.sequence > first.payload.sequence
             assert second.slots[0].slot_start == utc(FIRST_SLOT_S + STEP_S)
-            assert h.metrics.registry.get_sample_value(
-                "hems_market_messages_total", {"direction": "out", "message_type": "orders"}) == 2
+            # Counted once the broker's PUBACK is in, which may come after the manager has it.
+            await wait_for(lambda: h.metrics.registry.get_sample_value(
+                "hems_market_messages_total", {"direction": "out", "message_type": "orders"}) == 2)
     finally:
         await manager.stop()
 

@@ -128,7 +128,7 @@ def build_book(market: ClearingInput, *, book_retailer: bool) -> Book:
     seen_index = np.array([first_seen.setdefault(order.home, len(first_seen)) for order in orders], np.int64)
     homes = tuple(sorted(first_seen))
     sorted_position = np.empty(len(homes), np.int64)
-    sorted_position[[first_seen[home] for home in homes]] = np.arange(len(homes))
+    sorted_position[list(map(first_seen.__getitem__, homes))] = np.arange(len(homes))
     home_index = sorted_position[seen_index] if count else seen_index
     is_buy = np.fromiter((order.side is buy for order in orders), bool, count)
     energy = np.fromiter((order.energy_wh for order in orders), np.int64, count)
@@ -144,7 +144,7 @@ def build_book(market: ClearingInput, *, book_retailer: bool) -> Book:
     home_rank[permutation] = np.arange(len(homes))
     tie_rank = np.empty(count, np.int64)
     tie_rank[np.lexsort((id_rank, home_rank[home_index]))] = np.arange(count)
-    permutation_hash = tie_break_hash(tuple(homes[index] for index in permutation.tolist()))
+    permutation_hash = tie_break_hash(tuple(map(homes.__getitem__, permutation.tolist())))
 
     retailer_booked = book_retailer and fee == 0
     if retailer_booked:
