@@ -12,6 +12,7 @@ from hems.community.bids import curve_of
 from hems.community.ledger import RecordKind
 from hems.community.mechanisms.registry import mechanism_names
 from hems.community.settlement import settlement_from_body
+from tests.conftest import wait_for
 from tests.e2e.community_day import DAY_S, FEED_IN, HOMES, RETAIL, community, day_slots
 
 RETAIL_MICRO, FEED_IN_MICRO = round(RETAIL * 1e6), round(FEED_IN * 1e6)
@@ -73,4 +74,5 @@ async def test_a_day_of_trading(tmp_path, mosquitto_broker, mechanism):
         # The homes' own view: every slot they bid for came back as a commitment.
         if running.bidding:
             assert all(len(home.agent.commitments) > 0 for home in running.homes)
-        assert all(home.agent.describe()["outbox_pending"] == 0 for home in running.homes)
+        # Every meter report was acknowledged: nothing is left in any home's outbox.
+        await wait_for(lambda: all(home.agent.describe()["outbox_pending"] == 0 for home in running.homes))

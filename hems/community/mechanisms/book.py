@@ -349,22 +349,21 @@ def assemble(mechanism: str, book: Book, matching: Matching, money_nano: np.ndar
         received = np.add.reduceat(np.where(buying, 0, money), heads).tolist()
         bounds = starts.tolist()
         allocations = [
-            HomeAllocation(home, int(bought[at]), int(sold[at]), int(paid[at]), int(received[at]),
-                           int(bought[at]) * network_fee, int(bought[at]) * community_fee,
-                           tuple(fills[bounds[at]:bounds[at + 1]]))
-            for at, home in enumerate(book.homes)]
+            HomeAllocation(home, wh_in, wh_out, money_in, money_out, wh_in * network_fee, wh_in * community_fee,
+                           tuple(fills[first:end]))
+            for home, wh_in, wh_out, money_in, money_out, first, end
+            in zip(book.homes, bought, sold, paid, received, bounds, bounds[1:])]
     grid_import = grid_export = retailer = 0
     if book.retailer_booked:
         sell_row, buy_row = book.retailer_sell_row, book.retailer_buy_row
         grid_import, grid_export = int(matching.filled_wh[sell_row]), int(matching.filled_wh[buy_row])
         retailer = int(money_nano[sell_row]) - int(money_nano[buy_row])
-    homes_bought = sum(item.bought_wh for item in allocations)
     public = {"seed": parameters.seed, "tie_break_hash": book.tie_break_hash, "k": str(parameters.k),
               "fee_micro": parameters.fee_micro, "retailer_booked": book.retailer_booked,
               "cleared_wh": matching.cleared_wh, "marginal_bid_micro": matching.marginal_bid_micro,
               "marginal_ask_micro": matching.marginal_ask_micro, "self_netted_wh": book.self_netted_wh}
     return ClearingResult(
         mechanism=mechanism, allocations=tuple(allocations), price_micro=price_micro,
-        traded_wh=homes_bought - grid_import, grid_import_wh=grid_import, grid_export_wh=grid_export,
+        traded_wh=home_to_home_wh(book, matching), grid_import_wh=grid_import, grid_export_wh=grid_export,
         retailer_nano=retailer, rounding_nano=0, trade_prices_micro=trade_prices_micro,
         details=public | details)

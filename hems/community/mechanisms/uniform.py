@@ -55,9 +55,7 @@ class UniformPriceAuction:
         price = None
         if matching.cleared_wh:
             price = rule_price(market.parameters.k, matching.marginal_bid_micro, matching.marginal_ask_micro)
-        unit_price = price or 0
-        money_nano = energy_money_nano(matching.filled_wh, np.full(len(matching.filled_wh), unit_price, np.int64))
-        fill_price = np.full(len(book.quantity_wh), unit_price, np.int64)
-        trade_prices = (unit_price,) if home_to_home_wh(book, matching) else ()
-        return assemble(self.name, book, matching, money_nano, fill_price, price_micro=price,
-                        trade_prices_micro=trade_prices, details={})
+        fill_price = np.full(len(matching.filled_wh), price or 0, np.int64)
+        trade_prices = (price,) if home_to_home_wh(book, matching) else ()
+        return assemble(self.name, book, matching, energy_money_nano(matching.filled_wh, fill_price), fill_price,
+                        price_micro=price, trade_prices_micro=trade_prices, details={})
