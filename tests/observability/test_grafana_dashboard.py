@@ -34,6 +34,11 @@ def exercised_metrics() -> dict[str, str]:
     metrics.loop_overrun("poll")
     metrics.set_forecast_mae("pv", 100.0)
     metrics.reading_rejected("stale")
+    metrics.set_market_connected(True)
+    metrics.set_market_state("trading")
+    metrics.market_message("out", "orders")
+    metrics.market_rejection("INVALID_CONTENT")
+    metrics.set_outbox_pending(1)
     return {sample.name: family.type for family in text_string_to_metric_families(metrics.render().decode())
             for sample in family.samples}
 
