@@ -11,8 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hems.community.mechanisms.base import ClearingInput, Curve, InputKind, MarketParameters
-from hems.community.mechanisms.bid_curve import BidCurveEquilibrium, largest_remainder
+from hems.community.mechanisms.bid_curve import BidCurveEquilibrium
 from hems.community.mechanisms.registry import create_mechanism
+from hems.community.mechanisms.rounding import largest_remainder
 
 RETAIL, FEED_IN = 300_000, 80_000
 GRID = (80_000, 120_000, 160_000, 200_000, 240_000, 300_000)

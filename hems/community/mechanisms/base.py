@@ -96,7 +96,11 @@ class ClearingInput:
     duration_s: int = 900
 
 
-@dataclass(frozen=True)
+# Not frozen: a frozen dataclass sets each field through object.__setattr__, which made building the
+# thousands of fills and allocations of a slot half of an auction's clearing time (bench/RESULTS.md).
+# Treat them as immutable (derive changed copies with dataclasses.replace); slots forbid stray
+# attributes and unsafe_hash keeps them hashable by value, as they were when frozen.
+@dataclass(slots=True, unsafe_hash=True)
 class OrderFill:
     """The final status of one order."""
 
@@ -106,7 +110,7 @@ class OrderFill:
     price_micro: int | None = None  # the energy price of the fill (before fees)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True, unsafe_hash=True)  # not frozen, for speed: see OrderFill
 class HomeAllocation:
     """What one home bought and sold, and the money for it."""
 

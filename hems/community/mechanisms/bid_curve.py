@@ -17,6 +17,11 @@ residual. Purchases and sales are rounded to whole Wh separately, each to its ro
 remainder, so home-to-home volume balances; what rounding moves onto the retailer position is reported
 in ``details["rounding_to_retailer_wh"]``.
 
+Speed, exactly: curves on one shared grid (the common case) are cleared as a homes × prices int64 array.
+Interpolation is linear in the quantities, so D is the curve of the column sums, and the allocation at
+p* is integer numerators over one denominator, rounded by integer remainders (:mod:`.rounding`). Curves
+on differing grids, or too large for int64, take the general path through :func:`curve_value_wh`.
+
 Fees: curves are cleared at the energy price. Buyers pay ``fee_micro`` per kWh on the volume they get
 from other homes (in a scarcity slot, the home-to-home volume is shared among buyers pro rata to what
 they bought); a home that wants the fee to shape its demand includes it in its curve.
@@ -25,10 +30,13 @@ they bought); a home that wants the fee to shape its demand includes it in its c
 from __future__ import annotations
 
 import bisect
-import random
+import math
 from collections.abc import Sequence
 from fractions import Fraction
+from operator import attrgetter
 from typing import ClassVar
+
+import numpy as np
 
 from hems.community.mechanisms.base import (
     ClearingInput,
@@ -38,36 +46,11 @@ from hems.community.mechanisms.base import (
     InputKind,
     MarketParameters,
 )
+from hems.community.mechanisms.rounding import INT64_SAFE, largest_remainder, round_shares, tie_break_ranks
 from hems.protocol.units import round_half_even
 
-
-def tie_break_ranks(count: int, seed: int) -> list[int]:
-    """A seeded permutation rank for each of ``count`` items: who wins an exact tie (never arrival)."""
-    order = list(range(count))
-    random.Random(seed).shuffle(order)
-    ranks = [0] * count
-    for rank, index in enumerate(order):
-        ranks[index] = rank
-    return ranks
-
-
-def largest_remainder(values: Sequence[Fraction], total: int, seed: int = 0) -> list[int]:
-    """Whole numbers, each the floor or ceiling of its value, that add up to ``total``.
-
-    The units above the floors go to the largest fractional parts; exact ties by a seeded permutation.
-    ``total`` must lie between the sum of the floors and the sum of the ceilings.
-    """
-    floors = [value.numerator // value.denominator for value in values]
-    extra = total - sum(floors)
-    remainders = [value - floor for value, floor in zip(values, floors)]
-    candidates = [index for index, remainder in enumerate(remainders) if remainder > 0]
-    if not 0 <= extra <= len(candidates):
-        raise ValueError(f"cannot round {len(values)} values to total {total}")
-    ranks = tie_break_ranks(len(values), seed)
-    candidates.sort(key=lambda index: (-remainders[index], ranks[index]))
-    for index in candidates[:extra]:
-        floors[index] += 1
-    return floors
+__all__ = ["BidCurveEquilibrium", "curve_value_wh", "equilibrium_price", "evaluation_grid", "largest_remainder",
+           "tie_break_ranks", "validate_curve"]
 
 
 def validate_curve(curve: Curve) -> None:
@@ -102,8 +85,8 @@ def evaluation_grid(curves: Sequence[Curve], parameters: MarketParameters) -> li
     low, high = parameters.feed_in_price_micro, parameters.retail_price_micro
     points = {low, high}
     points.update(price for price in parameters.price_grid_micro if low <= price <= high)
-    for curve in curves:
-        points.update(price for price in curve.prices_micro if low <= price <= high)
+    for prices in {curve.prices_micro for curve in curves}:  # curves mostly share one grid
+        points.update(price for price in prices if low <= price <= high)
     return sorted(points)
 
 
@@ -136,9 +119,11 @@ class BidCurveEquilibrium:
         parameters = market.parameters
         if parameters.feed_in_price_micro >= parameters.retail_price_micro:
             raise ValueError("the feed-in price must be below the retail price")
-        curves = sorted(market.curves, key=lambda curve: curve.home)
-        for curve in curves:
-            validate_curve(curve)
+        curves = sorted(market.curves, key=attrgetter("home"))
+        quantities = _shared_grid_quantities(curves)
+        if quantities is None:
+            for curve in curves:
+                validate_curve(curve)
         homes = [curve.home for curve in curves]
         if len(set(homes)) != len(homes):
             raise ValueError("more than one curve for a home")
@@ -146,31 +131,35 @@ class BidCurveEquilibrium:
             return ClearingResult(mechanism=self.name, allocations=())
 
         grid = evaluation_grid(curves, parameters)
-        demand = [sum(curve_value_wh(curve, price) for curve in curves) for price in grid]
+        if quantities is not None:
+            # Interpolation is linear in the quantities: the aggregate is the curve of the column sums.
+            aggregate = Curve("", curves[0].prices_micro, tuple(quantities.sum(axis=0).tolist()))
+            demand = [curve_value_wh(aggregate, price) for price in grid]
+        else:
+            demand = [sum(curve_value_wh(curve, price) for curve in curves) for price in grid]
         price_exact, case = equilibrium_price(grid, demand, Fraction(parameters.k))
-        allocation_wh = [Fraction(curve_value_wh(curve, price_exact)) for curve in curves]
-        if case in ("interior", "flat") and sum(allocation_wh) != 0:
+        if quantities is not None:
+            numerators, denominator = _shared_grid_allocation(curves[0].prices_micro, quantities, price_exact)
+        else:
+            numerators, denominator = _common_denominator([curve_value_wh(curve, price_exact) for curve in curves])
+        allocated = Fraction(int(numerators.sum()), denominator)
+        if case in ("interior", "flat") and allocated != 0:
             raise RuntimeError("bid curve: allocations at an interior equilibrium do not add up to 0")
 
-        bought_wh, sold_wh = self._round(allocation_wh, parameters.seed)
-        imported_wh = max(sum(bought_wh) - sum(sold_wh), 0)
-        exported_wh = max(sum(sold_wh) - sum(bought_wh), 0)
-        traded_wh = min(sum(bought_wh), sum(sold_wh))
-        from_homes_wh = self._home_to_home_purchases(bought_wh, traded_wh, parameters.seed)
+        bought_wh, sold_wh = _round_sides(numerators, denominator, parameters.seed)
+        total_bought, total_sold = int(bought_wh.sum()), int(sold_wh.sum())
+        imported_wh = max(total_bought - total_sold, 0)
+        exported_wh = max(total_sold - total_bought, 0)
+        traded_wh = min(total_bought, total_sold)
+        from_homes_wh = _home_to_home_purchases(bought_wh, total_bought, traded_wh, parameters.seed)
         price_micro = round_half_even(price_exact)
+        network_fee, community_fee = parameters.network_fee_micro, parameters.community_fee_micro
 
         allocations = tuple(
-            HomeAllocation(
-                home=curve.home,
-                bought_wh=bought,
-                sold_wh=sold,
-                paid_nano=bought * price_micro,
-                received_nano=sold * price_micro,
-                network_fee_nano=from_homes * parameters.network_fee_micro,
-                community_fee_nano=from_homes * parameters.community_fee_micro,
-                sequence=curve.sequence,
-            )
-            for curve, bought, sold, from_homes in zip(curves, bought_wh, sold_wh, from_homes_wh)
+            HomeAllocation(curve.home, bought, sold, bought * price_micro, sold * price_micro,
+                           from_homes * network_fee, from_homes * community_fee, (), curve.sequence)
+            for curve, bought, sold, from_homes
+            in zip(curves, bought_wh.tolist(), sold_wh.tolist(), from_homes_wh.tolist())
         )
         return ClearingResult(
             mechanism=self.name,
@@ -186,23 +175,79 @@ class BidCurveEquilibrium:
                 "k": str(parameters.k),
                 "price_exact_micro": str(price_exact),
                 "grid_points": len(grid),
-                "rounding_to_retailer_wh": str(imported_wh - exported_wh - sum(allocation_wh)),
+                "rounding_to_retailer_wh": str(imported_wh - exported_wh - allocated),
             },
         )
 
-    @staticmethod
-    def _round(allocation_wh: Sequence[Fraction], seed: int) -> tuple[list[int], list[int]]:
-        """Purchases and sales in whole Wh, each side to its own rounded total (largest remainder)."""
-        buys = [max(value, Fraction(0)) for value in allocation_wh]
-        sells = [max(-value, Fraction(0)) for value in allocation_wh]
-        bought = largest_remainder(buys, round_half_even(sum(buys, Fraction(0))), seed)
-        sold = largest_remainder(sells, round_half_even(sum(sells, Fraction(0))), seed + 1)
-        return bought, sold
 
-    @staticmethod
-    def _home_to_home_purchases(bought_wh: Sequence[int], traded_wh: int, seed: int) -> list[int]:
-        """Each buyer's share of the home-to-home volume (all it bought unless the retailer supplied some)."""
-        total = sum(bought_wh)
-        if total == traded_wh:
-            return list(bought_wh)
-        return largest_remainder([Fraction(bought * traded_wh, total) for bought in bought_wh], traded_wh, seed)
+#: Curves whose quantities stay below this (Wh) are cleared in int64 arrays when they share a grid.
+_FAST_WH = 2**40
+
+
+def _shared_grid_quantities(curves: Sequence[Curve]) -> np.ndarray | None:
+    """The curves' quantities as a homes × prices int64 array when every curve is valid, on one grid
+    and small enough for int64 arithmetic; None otherwise (the general path, which also names an
+    invalid curve)."""
+    if not curves:
+        return None
+    prices = curves[0].prices_micro
+    if (len(prices) < 1 or any(high <= low for low, high in zip(prices, prices[1:]))
+            or any(curve.prices_micro != prices for curve in curves)):
+        return None
+    try:
+        quantities = np.array([curve.net_import_wh for curve in curves], dtype=np.int64)
+    except (OverflowError, ValueError, TypeError):
+        return None
+    if quantities.shape != (len(curves), len(prices)) or int(np.abs(quantities).max()) >= _FAST_WH:
+        return None
+    if np.any(np.diff(quantities, axis=1) > 0):
+        return None
+    return quantities
+
+
+def _shared_grid_allocation(prices: Sequence[int], quantities: np.ndarray,
+                            price_micro: Fraction) -> tuple[np.ndarray, int]:
+    """Every curve's net import at ``price_micro`` as integer numerators over one denominator."""
+    if price_micro <= prices[0]:
+        return quantities[:, 0], 1
+    if price_micro >= prices[-1]:
+        return quantities[:, -1], 1
+    upper = bisect.bisect_left(prices, price_micro)
+    if prices[upper] == price_micro:
+        return quantities[:, upper], 1
+    share = Fraction(price_micro - prices[upper - 1], prices[upper] - prices[upper - 1])
+    low, high = quantities[:, upper - 1], quantities[:, upper]
+    largest_wh = int(np.abs(quantities).max())
+    if (2 * largest_wh + 1) * share.denominator * len(low) >= INT64_SAFE:
+        low, high = low.astype(object), high.astype(object)
+    return low * share.denominator + (high - low) * share.numerator, share.denominator
+
+
+def _common_denominator(values: Sequence[Fraction | int]) -> tuple[np.ndarray, int]:
+    """Exact values as integer numerators over their least common denominator."""
+    fractions = [Fraction(value) for value in values]
+    denominator = math.lcm(*(value.denominator for value in fractions))
+    numerators = [value.numerator * (denominator // value.denominator) for value in fractions]
+    largest = max((abs(value) for value in numerators), default=0)
+    dtype = np.int64 if largest * max(len(numerators), 1) < INT64_SAFE else object
+    return np.array(numerators, dtype=dtype), denominator
+
+
+def _round_sides(numerators: np.ndarray, denominator: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Purchases and sales in whole Wh, each side to its own rounded total (largest remainder)."""
+    buys = np.where(numerators > 0, numerators, 0)
+    sells = np.where(numerators < 0, -numerators, 0)
+    count = len(numerators)
+    bought = round_shares(buys, denominator, round_half_even(Fraction(int(buys.sum()), denominator)),
+                          tie_break_ranks(count, seed))
+    sold = round_shares(sells, denominator, round_half_even(Fraction(int(sells.sum()), denominator)),
+                        tie_break_ranks(count, seed + 1))
+    return bought, sold
+
+
+def _home_to_home_purchases(bought_wh: np.ndarray, total_wh: int, traded_wh: int, seed: int) -> np.ndarray:
+    """Each buyer's share of the home-to-home volume (all it bought unless the retailer supplied some)."""
+    if total_wh == traded_wh:
+        return bought_wh
+    shares = bought_wh.astype(object) if total_wh * traded_wh >= INT64_SAFE else bought_wh
+    return round_shares(shares * traded_wh, total_wh, traded_wh, tie_break_ranks(len(bought_wh), seed))

@@ -40,10 +40,8 @@ from fractions import Fraction
 import numpy as np
 
 from hems.community.mechanisms.base import ClearingInput, ClearingResult, HomeAllocation, OrderFill
+from hems.community.mechanisms.rounding import INT64_SAFE, argsort_pairs, round_shares
 from hems.protocol.messages import OrderStatus, Side
-
-#: Products of Wh and µ¤/kWh stay below this in int64 arithmetic; beyond it Python ints are used.
-_INT64_SAFE = 2**62
 
 
 @dataclass(frozen=True)
@@ -143,7 +141,7 @@ def build_book(market: ClearingInput, *, book_retailer: bool) -> Book:
     home_rank = np.empty(len(homes), np.int64)
     home_rank[permutation] = np.arange(len(homes))
     tie_rank = np.empty(count, np.int64)
-    tie_rank[np.lexsort((id_rank, home_rank[home_index]))] = np.arange(count)
+    tie_rank[argsort_pairs(home_rank[home_index], id_rank, count)] = np.arange(count)
     permutation_hash = tie_break_hash(tuple(map(homes.__getitem__, permutation.tolist())))
 
     retailer_booked = book_retailer and fee == 0
@@ -193,7 +191,7 @@ def _sequence(book: Book, buy: bool) -> np.ndarray:
     """The rows of one side with volume, in priority order (price, then tie-break rank)."""
     rows = np.flatnonzero((book.is_buy == buy) & (book.quantity_wh > 0))
     price_key = -book.limit_micro[rows] if buy else book.limit_micro[rows]
-    return rows[np.lexsort((book.tie_rank[rows], price_key))]
+    return rows[argsort_pairs(price_key, book.tie_rank[rows], len(book.tie_rank))]
 
 
 def match(book: Book) -> Matching:
@@ -246,24 +244,11 @@ def ration(quantity_wh: np.ndarray, total_wh: int, tie_rank: np.ndarray) -> np.n
         raise ValueError(f"cannot ration {total_wh} Wh over {level_wh} Wh")
     if total_wh == level_wh:
         return quantity_wh.copy()
-    if total_wh * int(quantity_wh.max(initial=0)) >= _INT64_SAFE:
-        return _ration_exactly(quantity_wh.tolist(), total_wh, level_wh, tie_rank.tolist())
-    scaled = quantity_wh * total_wh
-    shares, remainders = scaled // level_wh, scaled % level_wh
-    leftover = total_wh - int(shares.sum())
-    if leftover:
-        shares[np.lexsort((tie_rank, -remainders))[:leftover]] += 1
-    return shares
-
-
-def _ration_exactly(quantities: list[int], total_wh: int, level_wh: int, tie_rank: list[int]) -> np.ndarray:
-    """:func:`ration` in Python integers, for products beyond int64."""
-    shares = [quantity * total_wh // level_wh for quantity in quantities]
-    remainders = [quantity * total_wh % level_wh for quantity in quantities]
-    order = sorted(range(len(quantities)), key=lambda index: (-remainders[index], tie_rank[index]))
-    for index in order[:total_wh - sum(shares)]:
-        shares[index] += 1
-    return np.array(shares, dtype=np.int64)
+    if total_wh * int(quantity_wh.max(initial=0)) >= INT64_SAFE:
+        numerators = quantity_wh.astype(object) * total_wh
+    else:
+        numerators = quantity_wh * total_wh
+    return round_shares(numerators, level_wh, total_wh, tie_rank, check=False)
 
 
 def pair_segments(book: Book, matching: Matching) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -288,7 +273,7 @@ def rule_prices(k: Fraction, bids_micro: np.ndarray, asks_micro: np.ndarray) -> 
         raise ValueError("k must lie in [0, 1]")
     weight, denominator = k.numerator, k.denominator
     bids, asks = np.asarray(bids_micro, np.int64), np.asarray(asks_micro, np.int64)
-    if denominator * int(max(np.abs(bids).max(initial=0), np.abs(asks).max(initial=0)) + 1) >= _INT64_SAFE:
+    if denominator * int(max(np.abs(bids).max(initial=0), np.abs(asks).max(initial=0)) + 1) >= INT64_SAFE:
         bids, asks = bids.astype(object), asks.astype(object)
     numerators = weight * bids + (denominator - weight) * asks
     quotients, remainders = numerators // denominator, numerators % denominator
@@ -304,7 +289,7 @@ def rule_price(k: Fraction, bid_micro: int, ask_micro: int) -> int:
 def energy_money_nano(energy_wh: np.ndarray, price_micro: np.ndarray) -> np.ndarray:
     """Wh × µ¤/kWh per element, exact (Python integers where int64 could overflow)."""
     largest = int(np.abs(energy_wh).max(initial=0)) * int(np.abs(price_micro).max(initial=0))
-    if largest * max(len(energy_wh), 1) >= _INT64_SAFE:
+    if largest * max(len(energy_wh), 1) >= INT64_SAFE:
         return np.asarray(energy_wh).astype(object) * np.asarray(price_micro).astype(object)
     return energy_wh * price_micro
 
@@ -329,7 +314,7 @@ def assemble(mechanism: str, book: Book, matching: Matching, money_nano: np.ndar
     parameters = book.market.parameters
     network_fee, community_fee = parameters.network_fee_micro, parameters.community_fee_micro
     count = book.order_count
-    canonical = np.lexsort((book.id_rank, book.home_index[:count]))
+    canonical = argsort_pairs(book.home_index[:count], book.id_rank, max(count, 1))
     filled = matching.filled_wh[canonical]
     status = np.where(filled <= 0, 0, np.where(filled >= book.energy_wh[canonical], 1, 2))
     filled_list = filled.tolist()

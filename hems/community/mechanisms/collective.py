@@ -70,7 +70,7 @@ from hems.community.mechanisms.base import (
     Order,
     OrderFill,
 )
-from hems.community.mechanisms.bid_curve import largest_remainder
+from hems.community.mechanisms.rounding import largest_remainder
 from hems.protocol.messages import OrderStatus, Side
 from hems.protocol.units import round_half_even
 

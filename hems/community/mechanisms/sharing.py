@@ -45,7 +45,7 @@ from hems.community.mechanisms.base import (
     MarketParameters,
     Position,
 )
-from hems.community.mechanisms.bid_curve import largest_remainder
+from hems.community.mechanisms.rounding import largest_remainder
 from hems.protocol.units import round_half_even
 
 
