@@ -38,7 +38,14 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from hems.community.mechanisms.base import InputKind, MarketParameters
 from hems.community.mechanisms.registry import input_kind, mechanism_names
 from hems.config.base import Section
-from hems.config.errors import ConfigError, config_problem, describe_validation_error, invalid, out_of_range
+from hems.config.errors import (
+    ConfigError,
+    config_problem,
+    describe_validation_error,
+    invalid,
+    out_of_range,
+    read_config_file,
+)
 from hems.config.operations import LoggingConfig, MetricsConfig, MqttBrokerConfig
 from hems.protocol.messages import BidFormat, MarketConfig
 from hems.protocol.topics import IDENTIFIER
@@ -206,11 +213,5 @@ def parse_community_config(text: str, source: str = "<config>") -> CommunityConf
 
 def load_community_config(path: str | Path) -> CommunityConfig:
     """Read and validate a community manager configuration file."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as error:
-        raise ConfigError(str(path), ["file not found"]) from error
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(str(path), [f"cannot read the file: {error}"]) from error
+    text = read_config_file(path)
     return parse_community_config(text, str(path))

@@ -15,9 +15,10 @@ place where pydantic reports them.
 from __future__ import annotations
 
 import json
-from decimal import Decimal
 import types
 import typing
+from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import annotated_types
@@ -190,3 +191,14 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
     if isinstance(annotation, (types.UnionType, types.GenericAlias)) or typing.get_origin(annotation):
         return [model for argument in typing.get_args(annotation) for model in _models_in(argument)]
     return []
+
+
+def read_config_file(path: str | Path) -> str:
+    """The text of a configuration file; :class:`ConfigError` naming the file when it cannot be read."""
+    path = Path(path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError as error:
+        raise ConfigError(str(path), ["file not found"]) from error
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(str(path), [f"cannot read the file: {error}"]) from error

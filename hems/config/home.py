@@ -19,7 +19,15 @@ from pydantic import Field, InstanceOf, PrivateAttr, ValidationError, Validation
 
 from hems.config.base import Section
 from hems.config.devices import DeviceConfig, P1Config, RtuConfig
-from hems.config.errors import ConfigError, config_problem, describe_validation_error, invalid, out_of_range, show
+from hems.config.errors import (
+    ConfigError,
+    config_problem,
+    describe_validation_error,
+    invalid,
+    out_of_range,
+    read_config_file,
+    show,
+)
 from hems.config.market import MarketSection
 from hems.config.operations import (
     ControlConfig,
@@ -214,11 +222,5 @@ def parse_config(text: str, source: str = "<config>") -> HomeConfig:
 
 def load_config(path: str | Path) -> HomeConfig:
     """Read and validate a home configuration file; raises :class:`ConfigError`."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as error:
-        raise ConfigError(str(path), ["file not found"]) from error
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(str(path), [f"cannot read the file: {error}"]) from error
+    text = read_config_file(path)
     return parse_config(text, str(path))
