@@ -27,24 +27,22 @@ Prices are read as decimals (the TOML text, not a binary float) and become integ
 
 from __future__ import annotations
 
-import tomllib
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from hems.community.mechanisms.base import InputKind, MarketParameters
 from hems.community.mechanisms.registry import input_kind, mechanism_names
 from hems.config.base import Section
 from hems.config.errors import (
-    ConfigError,
     config_problem,
-    describe_validation_error,
     invalid,
     out_of_range,
     read_config_file,
+    validate_toml,
 )
 from hems.config.operations import LoggingConfig, MetricsConfig, MqttBrokerConfig
 from hems.protocol.messages import BidFormat, MarketConfig
@@ -200,15 +198,8 @@ class CommunityConfig(Section):
 
 
 def parse_community_config(text: str, source: str = "<config>") -> CommunityConfig:
-    """Validate TOML text; raises :class:`ConfigError` naming ``source`` and every bad key."""
-    try:
-        document: dict[str, Any] = tomllib.loads(text, parse_float=Decimal)
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(source, [f"not valid TOML: {error}"]) from error
-    try:
-        return CommunityConfig.model_validate(document)
-    except ValidationError as error:
-        raise ConfigError(source, describe_validation_error(error, CommunityConfig)) from error
+    """Validate TOML text (prices read as decimals); raises :class:`ConfigError` naming ``source``."""
+    return validate_toml(text, source, CommunityConfig, decimals=True)
 
 
 def load_community_config(path: str | Path) -> CommunityConfig:

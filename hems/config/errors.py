@@ -15,15 +15,18 @@ place where pydantic reports them.
 from __future__ import annotations
 
 import json
+import tomllib
 import types
 import typing
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import annotated_types
 from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticCustomError
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 #: The pydantic error type of :func:`config_problem`.
 PROBLEM_TYPE = "config_problem"
@@ -202,3 +205,16 @@ def read_config_file(path: str | Path) -> str:
         raise ConfigError(str(path), ["file not found"]) from error
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(str(path), [f"cannot read the file: {error}"]) from error
+
+
+def validate_toml(text: str, source: str, model: type[ModelT], *, decimals: bool = False) -> ModelT:
+    """Parse TOML text and validate it as ``model``; :class:`ConfigError` naming ``source`` and every
+    bad key. With ``decimals``, TOML floats are read as exact Decimals (prices that become integers)."""
+    try:
+        document = tomllib.loads(text, parse_float=Decimal if decimals else float)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(source, [f"not valid TOML: {error}"]) from error
+    try:
+        return model.model_validate(document)
+    except ValidationError as error:
+        raise ConfigError(source, describe_validation_error(error, model)) from error

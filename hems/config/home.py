@@ -10,23 +10,21 @@ the community market (``[market]``). Every key is documented in docs/configurati
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, InstanceOf, PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import Field, InstanceOf, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from hems.config.base import Section
 from hems.config.devices import DeviceConfig, P1Config, RtuConfig
 from hems.config.errors import (
-    ConfigError,
     config_problem,
-    describe_validation_error,
     invalid,
     out_of_range,
     read_config_file,
     show,
+    validate_toml,
 )
 from hems.config.market import MarketSection
 from hems.config.operations import (
@@ -210,14 +208,7 @@ def _timing_problems(config: HomeConfig) -> list[tuple[str, str]]:
 
 def parse_config(text: str, source: str = "<config>") -> HomeConfig:
     """Validate a configuration given as TOML text; raises :class:`ConfigError` naming ``source``."""
-    try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(source, [f"not valid TOML: {error}"]) from error
-    try:
-        return HomeConfig.model_validate(document)
-    except ValidationError as error:
-        raise ConfigError(source, describe_validation_error(error, HomeConfig)) from error
+    return validate_toml(text, source, HomeConfig)
 
 
 def load_config(path: str | Path) -> HomeConfig:
