@@ -178,6 +178,8 @@ class HomeRuntime:
             self._watchdog_task.cancel()
         for loop in self.loops:  # all at once: no loop may run on while another one stops
             loop.request_stop()
+        if self.market is not None:
+            self.market.request_stop()
         for loop in self.loops:
             await loop.stop()
         if self.controller is not None:

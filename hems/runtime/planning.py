@@ -84,6 +84,7 @@ class PlanningService:
         self.market_terms: MarketTermsSource | None = None
         self._observations: list[tuple[datetime, float, float]] = []
         self._requested: str | None = None
+        self._terms: tuple[Trades | None, tuple[float, float] | None] = (None, None)  # of the plan being made
         self._planner_lock = asyncio.Lock()
 
     @property
@@ -131,23 +132,20 @@ class PlanningService:
         soc = snapshot.value(Quantity.BATTERY_SOC)
         soc_initial = self.planner.site.battery.soc_initial if soc is None else soc
         observations, self._observations = self._observations, []
-        self._requested = None  # a request arriving while this plan is made asks for the next one
-        trades, band = None, None
-        if self.market_terms is not None:
-            # Read on the event loop, at plan time: an allocation that came in before this
-            # instant is in this plan.
-            trades, band = self.market_terms(_utc(start_s), self.planner.n_steps, self.step_s)
         async with self._planner_lock:
-            plan = await asyncio.to_thread(self._plan_blocking, start_s, now_s, soc_initial, observations,
-                                           trades, band)
+            # Read on the event loop, at plan time: an allocation that came in before this
+            # instant is in this plan; a request arriving while it is made asks for the next one.
+            self._requested = None
+            self._terms = (None, None) if self.market_terms is None else self.market_terms(
+                _utc(start_s), self.planner.n_steps, self.step_s)
+            plan = await asyncio.to_thread(self._plan_blocking, start_s, now_s, soc_initial, observations)
         in_force = PlanInForce(plan, now_s, start_s, soc_initial)
         self.current = in_force
         self.plans_made += 1
         return in_force
 
     def _plan_blocking(self, start_s: float, now_s: float, soc_initial: float,
-                       observations: list[tuple[datetime, float, float]], trades: Trades | None = None,
-                       band: tuple[float, float] | None = None) -> Plan:
+                       observations: list[tuple[datetime, float, float]]) -> Plan:
         for slot_start, load_w, pv_w in observations:
             self.forecast.observe(slot_start, load_w, pv_w)
         start = _utc(start_s)
@@ -155,6 +153,7 @@ class PlanningService:
         forecast = self.forecast.forecast(start, steps, step_s, _utc(now_s))
         instants = [start + timedelta(seconds=step_s * index) for index in range(steps)]
         import_price, export_price = self._prices(instants, self._timezone)
+        trades, band = self._terms
         inputs = PlanInputs(start=start, load_w=list(forecast.load_w), pv_w=list(forecast.pv_w),
                             import_price=list(import_price), export_price=list(export_price),
                             soc_initial=soc_initial, trades=trades, community_price_band=band)

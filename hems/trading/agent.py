@@ -47,6 +47,7 @@ from hems.trading.calendar import MarketCalendar
 from hems.trading.commitments import Commitments, committed_trade
 from hems.trading.metering import SlotMeter
 from hems.trading.outbox import FINAL_STATUSES, OutboxSender
+from hems.trading.reporting import MarketReporter
 from hems.trading.settings import TradingSettings
 
 logger = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ class MarketAgent:
         self.settings = settings
         self.clock = clock
         self.planning = planning
-        self.metrics = metrics
+        self.report = MarketReporter(metrics)
         self.topics = Topics(settings.community)
         self.slot_s = planning.step_s
         self.meter = SlotMeter(self.slot_s, max_gap_s)
@@ -93,8 +94,8 @@ class MarketAgent:
         self.market_config: MarketConfig | None = None
         self.link = MqttLink(settings.broker, will=WillMessage(self._topic(HomeTopic.STATUS), self._status_payload(
             "offline", "retail_only")), on_connection_change=self._connection_changed)
-        self.outbox = OutboxSender(store, self.link, clock, settings.resend_after_s, on_sent=self._count_out,
-                                   on_pending=self._pending_changed)
+        self.outbox = OutboxSender(store, self.link, clock, settings.resend_after_s, on_sent=self.report.message_out,
+                                   on_pending=self.report.outbox_pending)
         self.submissions = 0
         self.meter_reports = 0
         self.last_submission: OrderSubmission | None = None
@@ -106,7 +107,6 @@ class MarketAgent:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
-        self._logged: set[str] = set()
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -116,9 +116,8 @@ class MarketAgent:
         self.link.subscribe(self.topics.market_config(), self._on_config)
         self.link.subscribe(self._topic(HomeTopic.ACK), self._on_ack)
         self.link.subscribe(self._topic(HomeTopic.ALLOCATION), self._on_allocation)
-        if self.metrics is not None:
-            self.metrics.set_market_state(self.state)
-            self.metrics.set_market_connected(False)
+        self.report.state(self.state)
+        self.report.connected(False)
         try:
             await self.link.start()
         except Exception as error:  # e.g. an unreadable CA file: the home runs on, retail only
@@ -130,9 +129,16 @@ class MarketAgent:
         logger.info("market agent of %s started: community %s at %s", self.settings.home_id,
                     self.settings.community, self.settings.broker.url)
 
+    def request_stop(self) -> None:
+        """Bid no more and send no more (the runtime asks this together with its loops, so that
+        nothing runs on while simulated time races once the loops are gone)."""
+        self._stopping = True
+        for task in self._tasks:
+            task.cancel()
+
     async def stop(self) -> None:
         """End the tasks, publish ``offline`` (retained) and disconnect."""
-        self._stopping = True
+        self.request_stop()
         pending = set(self._tasks)
         while pending:
             # Python 3.11's wait_for can swallow a cancellation that races with its result (a
@@ -142,7 +148,7 @@ class MarketAgent:
             _, pending = await asyncio.wait(pending, timeout=0.1)
         self._tasks = []
         if self.link.connected:
-            await self.link.publish(self._topic(HomeTopic.STATUS), self._status_payload("offline", self.state),
+            await self.link.publish(self._topic(HomeTopic.STATUS), self._status_payload("offline", "retail_only"),
                                     retain=True, timeout_s=2.0)
         await self.link.stop()
 
@@ -218,7 +224,7 @@ class MarketAgent:
                     sent = await self._submit(config, calendar, slot_s)
                 except Exception:
                     sent = False
-                    self._log_once("submit-error", logging.ERROR, "market: building the bid failed", exc_info=True)
+                    self.report.once("submit-error", logging.ERROR, "market: building the bid failed", exc_info=True)
             if sent:
                 self._bid_for_s = slot_s
             else:
@@ -231,8 +237,8 @@ class MarketAgent:
             return False
         indices = slot_indices(inputs, self.slot_s, calendar.bid_slots_s(first_slot_s, self.settings.bid_slots))
         if not indices:
-            self._log_once("horizon", logging.WARNING, "market: the plan's horizon does not reach the slots open "
-                           "for bids; no bids until it does")
+            self.report.once("horizon", logging.WARNING, "market: the plan's horizon does not reach the slots open "
+                             "for bids; no bids until it does")
             return False
         trades, band = self.plan_terms(inputs.start, len(inputs.load_w), self.slot_s)
         inputs = with_market_terms(inputs, trades, band)
@@ -253,7 +259,7 @@ class MarketAgent:
         if not await self.link.publish(self._topic(HomeTopic.ORDERS), payload, qos=1, timeout_s=PUBLISH_TIMEOUT_S):
             logger.info("market: bid for %s not sent (broker unreachable)", utc(first_slot_s).isoformat())
             return False
-        self._count_out(OrderSubmission.MESSAGE_TYPE)
+        self.report.message_out(OrderSubmission.MESSAGE_TYPE)
         self.submissions += 1
         self.last_submission = bid
         if self._awaiting_ack is None and not self._submitted_ids.get(message_id):
@@ -274,7 +280,7 @@ class MarketAgent:
                 await self._refresh_status()
                 next_s = await self.outbox.pump()
             except Exception:
-                self._log_once("service-error", logging.ERROR, "market: status or outbox failed", exc_info=True)
+                self.report.once("service-error", logging.ERROR, "market: status or outbox failed", exc_info=True)
                 next_s = self.clock.monotonic_s() + RETRY_S
             awaiting = self._awaiting_ack
             if awaiting is not None:
@@ -295,21 +301,19 @@ class MarketAgent:
 
     async def _refresh_status(self) -> None:
         state = self.state
-        if self.metrics is not None:
-            self.metrics.set_market_state(state)
+        self.report.state(state)
         if not self.link.connected or state == self._status_published:
             return
         if await self.link.publish(self._topic(HomeTopic.STATUS), self._status_payload("online", state),
                                    retain=True, timeout_s=PUBLISH_TIMEOUT_S):
-            self._count_out(HomeStatus.MESSAGE_TYPE)
+            self.report.message_out(HomeStatus.MESSAGE_TYPE)
             if self._status_published != state:
                 logger.info("market: %s", "trading" if state == "trading" else
                             "retail only (manager unreachable, no market configuration or no ack)")
             self._status_published = state
 
     def _connection_changed(self, connected: bool) -> None:
-        if self.metrics is not None:
-            self.metrics.set_market_connected(connected)
+        self.report.connected(connected)
         if not connected:
             self._status_published = None  # the broker may have published our will: say online again
         self._wake.set()
@@ -326,12 +330,12 @@ class MarketAgent:
             return
         config = decoded.payload
         if config.community != self.settings.community:
-            self._log_once("community", logging.WARNING, "market: configuration of community %r on our topic "
-                           "ignored", config.community)
+            self.report.once("community", logging.WARNING, "market: configuration of community %r on our topic "
+                             "ignored", config.community)
             return
         if config.slot_duration_s != self.slot_s:
-            self._log_once(f"slot-{config.slot_duration_s}", logging.WARNING, "market: slots of %d s, the planner's "
-                           "are %d s ([mpc] step_s): no trading", config.slot_duration_s, self.slot_s)
+            self.report.once(f"slot-{config.slot_duration_s}", logging.WARNING, "market: slots of %d s, the planner's "
+                             "are %d s ([mpc] step_s): no trading", config.slot_duration_s, self.slot_s)
         previous, self.market_config = self.market_config, config
         if previous is None or previous.config_version != config.config_version:
             logger.info("market: configuration %d: %s, bids as %s, slots of %d s, gate %d s ahead",
@@ -348,11 +352,11 @@ class MarketAgent:
             self._order_ack(message_id, ack)
         elif await self.outbox.acknowledge(message_id, ack.status, self.clock.now_s()):
             if ack.status is not ReceptionStatus.OK:
-                self._rejected(str(ack.status))
+                self.report.rejected(str(ack.status))
                 final = ack.status in FINAL_STATUSES
-                self._log_once(f"outbox-{ack.status}", logging.WARNING if final else logging.INFO,
-                               "market: the manager answered %s to %s (%s)%s", ack.status, message_id,
-                               ack.diagnostic_label, "; it is not sent again" if final else "; sent again later")
+                self.report.once(f"outbox-{ack.status}", logging.WARNING if final else logging.INFO,
+                                 "market: the manager answered %s to %s (%s)%s", ack.status, message_id,
+                                 ack.diagnostic_label, "; it is not sent again" if final else "; sent again later")
         self._wake.set()
 
     def _order_ack(self, message_id: str, ack: Ack) -> None:
@@ -362,14 +366,14 @@ class MarketAgent:
             # Any answer shows the manager is there; later submissions are not overdue either.
             self._awaiting_ack = None
         if ack.status is not ReceptionStatus.OK:
-            self._rejected(str(ack.status))
-            self._log_once(f"orders-{ack.status}-{ack.diagnostic_label}", logging.WARNING,
-                           "market: bid refused: %s %s", ack.status, ack.diagnostic_label)
+            self.report.rejected(str(ack.status))
+            self.report.once(f"orders-{ack.status}-{ack.diagnostic_label}", logging.WARNING,
+                             "market: bid refused: %s %s", ack.status, ack.diagnostic_label)
         for slot in ack.slots:
             if slot.status is OrderStatus.REJECTED:
-                self._rejected(str(OrderStatus.REJECTED))
-                self._log_once(f"slot-{slot.reason}", logging.WARNING, "market: bid for a slot refused: %s",
-                               slot.reason)
+                self.report.rejected(str(OrderStatus.REJECTED))
+                self.report.once(f"slot-{slot.reason}", logging.WARNING, "market: bid for a slot refused: %s",
+                                 slot.reason)
 
     async def _on_allocation(self, message: IncomingMessage) -> None:
         decoded = self._decode(message, Allocation)
@@ -377,8 +381,8 @@ class MarketAgent:
             return
         trade = committed_trade(decoded.payload)
         if trade.duration_s != self.slot_s:
-            self._log_once("allocation-duration", logging.WARNING, "market: allocation of a %d-s slot ignored",
-                           trade.duration_s)
+            self.report.once("allocation-duration", logging.WARNING, "market: allocation of a %d-s slot ignored",
+                             trade.duration_s)
             return
         self.commitments.prune(self.clock.now_s())
         if self.commitments.record(trade):
@@ -390,11 +394,11 @@ class MarketAgent:
         try:
             decoded = decode(message.payload, (kind,))
         except ProtocolError as error:
-            self._count_in("invalid")
-            self._log_once(f"invalid-{kind.__name__}", logging.WARNING, "market: invalid %s on %s: %s",
-                           kind.__name__, message.topic, error)
+            self.report.message_in("invalid")
+            self.report.once(f"invalid-{kind.__name__}", logging.WARNING, "market: invalid %s on %s: %s",
+                             kind.__name__, message.topic, error)
             return None
-        self._count_in(kind.MESSAGE_TYPE)
+        self.report.message_in(kind.MESSAGE_TYPE)
         return decoded
 
     # -- helpers ------------------------------------------------------------------------------
@@ -405,26 +409,3 @@ class MarketAgent:
     def _status_payload(self, state: str, market: str) -> bytes:
         return encode(HomeStatus(state=state, market=market), sender=self.settings.home_id,
                       sent_at=utc(self.clock.now_s()))
-
-    def _count_out(self, message_type: str) -> None:
-        if self.metrics is not None:
-            self.metrics.market_message("out", message_type)
-
-    def _count_in(self, message_type: str) -> None:
-        if self.metrics is not None:
-            self.metrics.market_message("in", message_type)
-
-    def _rejected(self, status: str) -> None:
-        if self.metrics is not None:
-            self.metrics.market_rejection(status)
-
-    def _pending_changed(self, count: int) -> None:
-        if self.metrics is not None:
-            self.metrics.set_outbox_pending(count)
-
-    def _log_once(self, key: str, level: int, message: str, *args: object, exc_info: bool = False) -> None:
-        if key in self._logged:
-            logger.debug(message, *args)
-            return
-        self._logged.add(key)
-        logger.log(level, message, *args, exc_info=exc_info)

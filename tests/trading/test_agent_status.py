@@ -10,7 +10,7 @@ from hems.runtime.status import status_line
 from tests.conftest import wait_for
 from tests.mosquitto import free_tcp_port
 from tests.trading.conftest import (SLOT0_S, STEP_S, ManagerStandIn, SamePortBroker, TcpProxy, agent_harness,
-                                    market_config, metric, snapshot)
+                                    market_config, metric, snapshot, utc)
 
 
 def market_states(metrics) -> dict[str, float | None]:
@@ -89,3 +89,17 @@ async def test_the_last_will_says_offline_and_the_agent_says_online_again(tmp_pa
     finally:
         await watcher.stop()
         await proxy.stop()
+
+
+async def test_a_withdrawn_market_configuration_means_retail_only(tmp_path, mosquitto_broker):
+    manager = await ManagerStandIn(mosquitto_broker.url, market_config()).start()
+    try:
+        async with agent_harness(tmp_path, mosquitto_broker.url) as h:
+            await wait_for(lambda: h.agent.state == "trading")
+            assert await manager.link.publish(manager.topics.market_config(), b"", retain=True)  # market closed
+            await wait_for(lambda: manager.statuses[-1] == HomeStatus(state="online", market="retail_only"))
+            assert h.agent.market_config is None
+            trades, band = h.agent.plan_terms(utc(SLOT0_S), 4, STEP_S)
+            assert trades is None and band is None
+    finally:
+        await manager.stop()
