@@ -21,7 +21,7 @@ from typing import Any
 from uuid import UUID
 
 from hems.community.bids import clearing_input, crossing_reason, orders_of
-from hems.community.calendar import MarketCalendar
+from hems.protocol.calendar import MarketCalendar
 from hems.community.config import CommunityConfig
 from hems.community.ledger import RecordKind
 from hems.community.mechanisms.base import ClearingResult, HomeAllocation, InputKind

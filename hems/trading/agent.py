@@ -43,7 +43,7 @@ from hems.runtime.snapshot import SiteSnapshot
 from hems.store import AsyncStore
 from hems.trading.bids import (SequenceCounter, compute_curves, price_grid_micro, slot_indices, submission, utc,
                                with_market_terms)
-from hems.trading.calendar import MarketCalendar
+from hems.protocol.calendar import MarketCalendar
 from hems.trading.commitments import Commitments, committed_trade
 from hems.trading.metering import SlotMeter
 from hems.trading.outbox import FINAL_STATUSES, OutboxSender
@@ -213,7 +213,7 @@ class MarketAgent:
             calendar = MarketCalendar.of(config)
             slot_s = calendar.first_open_slot_s(now_s)
             if self._bid_for_s is not None and slot_s <= self._bid_for_s:
-                slot_s = self._bid_for_s + calendar.slot_s
+                slot_s = self._bid_for_s + calendar.slot_duration_s
             due_s = calendar.submit_at_s(slot_s, self.settings.submit_lead_s)
             if now_s < due_s:
                 await self.clock.sleep(min(due_s - now_s, CALENDAR_POLL_S))
@@ -246,7 +246,7 @@ class MarketAgent:
         curves = await self.planning.run_with_planner(
             functools.partial(compute_curves, inputs=inputs, indices=indices, grid_micro=grid))
         now_s = self.clock.now_s()
-        if now_s >= calendar.gate_s(first_slot_s):
+        if now_s >= calendar.gate_closure_s(first_slot_s):
             logger.warning("market: the bid for %s was ready after its gate closed", utc(first_slot_s).isoformat())
             return False
         bid = submission(self.settings.home_id, self.sequence.next(now_s), curves, grid, config.bid_format)

@@ -16,7 +16,7 @@ from hems.mpc.inputs import PlanInputs
 from hems.protocol.messages import MAX_ORDERS_PER_SLOT, Allocation, BidFormat, Curve, Side
 from hems.protocol.units import money_nano
 from hems.trading.bids import SequenceCounter, price_grid_micro, slot_bid, slot_indices, step_orders, submission
-from hems.trading.calendar import MarketCalendar
+from hems.protocol.calendar import MarketCalendar
 from hems.trading.commitments import Commitments, committed_trade
 from tests.trading.conftest import GRID_MICRO, SLOT0_S, STEP_S, market_config, utc
 
@@ -28,7 +28,7 @@ def test_the_first_open_slot_is_the_earliest_whose_gate_is_still_open(now_s, lea
     calendar = MarketCalendar(slot_s, lead_s, horizon_slots=4)
     slot = calendar.first_open_slot_s(now_s)
     assert slot % slot_s == 0
-    assert calendar.gate_s(slot) > now_s >= calendar.gate_s(slot - slot_s)
+    assert calendar.gate_closure_s(slot) > now_s >= calendar.gate_closure_s(slot - slot_s)
 
 
 def test_bid_slots_stop_at_the_market_horizon():

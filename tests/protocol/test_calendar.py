@@ -1,7 +1,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hems.community.calendar import MarketCalendar
+from hems.protocol.calendar import MarketCalendar
 
 CALENDAR = MarketCalendar(slot_duration_s=900, gate_closure_lead_s=300, horizon_slots=4)
 DAY_S = 1_795_000_000 - 1_795_000_000 % 86_400
