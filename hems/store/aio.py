@@ -116,6 +116,10 @@ class AsyncStore:
         """See ``Store.pending``."""
         return await self._run(self._store.pending, limit)
 
+    async def unacked(self, limit: int = 100) -> list[OutboxMessage]:
+        """See :meth:`Store.unacked`."""
+        return await self._run(self._store.unacked, limit)
+
     async def outbox_message(self, message_id: str) -> OutboxMessage | None:
         """See ``Store.outbox_message``."""
         return await self._run(self._store.outbox_message, message_id)

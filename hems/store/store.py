@@ -220,6 +220,14 @@ class Store:
                 " FROM outbox WHERE sent_at_s IS NULL ORDER BY seq LIMIT ?", (limit,))
             return [OutboxMessage(*row) for row in cursor]
 
+    def unacked(self, limit: int = 100) -> list[OutboxMessage]:
+        """Messages sent but never acknowledged, oldest first (after a restart they go again)."""
+        with self._guard():
+            cursor = self._connection.execute(
+                "SELECT seq, message_id, topic, payload, created_at_s, sent_at_s, acked_at_s"
+                " FROM outbox WHERE sent_at_s IS NOT NULL AND acked_at_s IS NULL ORDER BY seq LIMIT ?", (limit,))
+            return [OutboxMessage(*row) for row in cursor]
+
     def outbox_message(self, message_id: str) -> OutboxMessage | None:
         """One outbox message by id, or None."""
         with self._guard():

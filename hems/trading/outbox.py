@@ -7,9 +7,9 @@ acknowledged it (PUBACK). The manager's :class:`~hems.protocol.messages.Ack` (``
 sent again, with its original id (the manager deduplicates by id). An ack that says the message
 is invalid marks it acked too: it will never be accepted, so sending it again is pointless.
 
-What survives a restart: every message not yet sent (the store's ``pending``). Messages sent but
-not yet acked are tracked in memory; after a restart they rely on the broker's persistent
-session towards the manager (the store has no query for them).
+What survives a restart: every message not yet sent (the store's ``pending``), and every message
+sent but never acknowledged (the store's ``unacked``): the first pump of a new run sends those
+again at once, since the broker may have lost them; the manager dedupes by message id.
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ class OutboxSender:
         self.unsent = 0
         self.sent = 0
         self.resent = 0
+        self._restored = False
 
     @property
     def pending_count(self) -> int:
@@ -77,6 +78,8 @@ class OutboxSender:
     async def pump(self) -> float | None:
         """Re-send what is due, then send what is pending, while the link takes it. Returns the
         monotonic time of the next resend, or None when nothing is in flight."""
+        if not self._restored:
+            await self._restore_in_flight()
         if self.link.connected:
             await self._resend_due()
             await self._send_pending()
@@ -98,6 +101,14 @@ class OutboxSender:
             self._acked.popitem(last=False)
         self._report_pending()
         return True
+
+    async def _restore_in_flight(self) -> None:
+        """Messages an earlier run sent but never saw acknowledged: the broker may have lost them
+        with the manager's session, so they go again at once (the manager dedupes by id)."""
+        self._restored = True
+        due_s = self.clock.monotonic_s() - self.resend_after_s
+        for message in await self.store.unacked(MAX_IN_FLIGHT):
+            self._in_flight.setdefault(message.message_id, _InFlight(message.topic, message.payload.encode(), due_s))
 
     async def _resend_due(self) -> None:
         now_s = self.clock.monotonic_s()
