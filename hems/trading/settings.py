@@ -46,7 +46,7 @@ async def settings_from_config(config: HomeConfig) -> TradingSettings:
         text = await asyncio.to_thread(market.password_file.read_text, encoding="utf-8")
         password = text.strip()
     broker = BrokerSettings(
-        url=market.broker_url, client_id=client_id(config.home.id),
+        url=market.broker, client_id=client_id(config.home.id),
         username=market.username or config.home.id, password=password,
         ca_file=market.ca_file, cert_file=market.cert_file, key_file=market.key_file)
     return TradingSettings(

@@ -7,13 +7,13 @@ import pytest
 from hems.trading.settings import client_id, settings_from_config
 from tests.config.helpers import MINIMAL, load, problems, with_section
 
-ENABLED = 'enabled = true\ncommunity = "c1"\nbroker_url = "mqtts://broker.example.org"\n'
+ENABLED = 'enabled = true\ncommunity = "c1"\nbroker = "mqtts://broker.example.org"\n'
 
 
 def test_off_by_default_and_the_mpc_ignores_trades():
     config = load(MINIMAL)
     assert config.market.model_dump() == {
-        "enabled": False, "broker_url": "mqtt://127.0.0.1:1883", "community": None, "username": None,
+        "enabled": False, "broker": "mqtt://127.0.0.1:1883", "community": None, "username": None,
         "password_file": None, "ca_file": None, "cert_file": None, "key_file": None, "submit_lead_s": 60.0,
         "bid_points": 11, "bid_slots": 1, "resend_after_s": 60.0, "ack_timeout_s": 30.0}
     assert not config.site.mpc.market_enabled
@@ -21,18 +21,18 @@ def test_off_by_default_and_the_mpc_ignores_trades():
 
 def test_enabling_the_market_lets_the_mpc_use_committed_trades():
     config = load(with_section("market", ENABLED))
-    assert config.market.enabled and config.market.tls
+    assert config.market.enabled and config.market.broker_tls
     assert config.site.mpc.market_enabled
 
 
 @pytest.mark.parametrize("body, expected", [
     ("enabled = true", "market.community: required when enabled"),
     ('community = "c 1"', 'market.community = "c 1"'),
-    ('broker_url = "http://example.org"', 'market.broker_url = "http://example.org" is invalid'),
-    ('broker_url = "mqtt://u:p@host"', "without credentials"),
+    ('broker = "http://example.org"', 'market.broker = "http://example.org" is invalid'),
+    ('broker = "mqtt://u:p@host"', "without credentials"),
     ('password = "secret"', "market.password: a password never goes in this file"),
-    ('ca_file = "/etc/ca.pem"', 'market.ca_file = "/etc/ca.pem" is invalid: allowed only with an mqtts:// broker_url'),
-    ('broker_url = "mqtts://h"\ncert_file = "/etc/c.pem"', "market.key_file: required together with cert_file"),
+    ('ca_file = "/etc/ca.pem"', 'market.ca_file = "/etc/ca.pem" is invalid: allowed only with an mqtts:// broker'),
+    ('broker = "mqtts://h"\ncert_file = "/etc/c.pem"', "market.cert_file: cert_file and key_file go together"),
     ("submit_lead_s = 0", "market.submit_lead_s = 0 is out of range: allowed [1, 3600]"),
     ("bid_points = 1", "market.bid_points = 1 is out of range: allowed [2, 101]"),
     ("bid_slots = 0", "market.bid_slots = 0 is out of range: allowed [1, 96]"),

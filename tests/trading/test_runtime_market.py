@@ -42,7 +42,7 @@ async def test_the_daemon_trades_in_the_community_market(tmp_path, mosquitto_bro
             # Broker round trips take real time, in which virtual time races on: the timeouts
             # are long enough for that, not the seconds they would be in real time.
             config = home_config(tmp_path, site.port, extra_toml=(
-                f'\n[market]\nenabled = true\ncommunity = "c1"\nbroker_url = "{mosquitto_broker.url}"\n'
+                f'\n[market]\nenabled = true\ncommunity = "c1"\nbroker = "{mosquitto_broker.url}"\n'
                 'ack_timeout_s = 600\nresend_after_s = 600\n'))
             assert config.site.mpc.market_enabled
             runtime = HomeRuntime(config, site.clock, forecast=PlantForecast(site.plant),
