@@ -16,14 +16,14 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from hems.community.ledger import LEDGER_SCHEMA, Ledger, RecordKind
 from hems.community.settlement import HomeSettlement, combine, settlement_from_body, settlement_to_body
-from hems.store.errors import StoreError
+from hems.store.errors import StoreError, sqlite_errors
 from hems.store.schema import migrate, schema_version
 
 DATABASE_FILENAME = "community.sqlite"
@@ -386,20 +386,10 @@ class CommunityState:
         with self._lock, self._guard():
             return self._connection.execute(sql, parameters).fetchone()
 
-    @contextmanager
-    def _guard(self) -> Iterator[None]:
+    def _guard(self) -> AbstractContextManager[None]:
         """Turn SQLite's errors into a StoreError that names the file."""
-        try:
-            yield
-        except sqlite3.DatabaseError as error:
-            text = str(error)
-            if "not a database" in text or "malformed" in text:
-                raise StoreError(self.path, f"not a usable SQLite database: {text}", _KEEP_ADVICE) from error
-            if "locked" in text or "busy" in text:
-                raise StoreError(self.path, f"database is in use: {text}",
-                                 "is another community manager running on the same state directory?") from error
-            raise StoreError(self.path, f"SQLite error: {text}",
-                             "check free space and permissions of the state directory") from error
+        return sqlite_errors(self.path, damaged_advice=_KEEP_ADVICE,
+                             busy_advice="is another community manager running on the same state directory?")
 
 
 def _json(value: Any) -> str:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -22,3 +25,18 @@ class StoreError(RuntimeError):
         if advice:
             message += f" ({advice})"
         super().__init__(message)
+
+
+@contextmanager
+def sqlite_errors(path: Path, *, damaged_advice: str, busy_advice: str) -> Iterator[None]:
+    """Turn SQLite's errors inside the block into a :class:`StoreError` that names the file."""
+    try:
+        yield
+    except sqlite3.DatabaseError as error:
+        text = str(error)
+        if "not a database" in text or "malformed" in text:
+            raise StoreError(path, f"not a usable SQLite database: {text}", damaged_advice) from error
+        if "locked" in text or "busy" in text:
+            raise StoreError(path, f"database is in use: {text}", busy_advice) from error
+        raise StoreError(path, f"SQLite error: {text}",
+                         "check free space and permissions of the state directory") from error

@@ -18,11 +18,11 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-from hems.store.errors import StoreError
+from hems.store.errors import StoreError, sqlite_errors
 from hems.store.rows import OutboxMessage, PlanRecord, PruneResult, ReadingBucket, SetpointRecord
 from hems.store.schema import SCHEMA_VERSION, migrate, schema_version
 
@@ -294,17 +294,7 @@ class Store:
                     self._connection.execute("ROLLBACK")
                 raise
 
-    @contextmanager
-    def _guard(self) -> Iterator[None]:
+    def _guard(self) -> AbstractContextManager[None]:
         """Turn SQLite's errors into a StoreError that names the file."""
-        try:
-            yield
-        except sqlite3.DatabaseError as error:
-            text = str(error)
-            if "not a database" in text or "malformed" in text:
-                raise StoreError(self.path, f"not a usable SQLite database: {text}", _CORRUPT_ADVICE) from error
-            if "locked" in text or "busy" in text:
-                raise StoreError(self.path, f"database is in use: {text}",
-                                 "is another hems running on the same state directory?") from error
-            raise StoreError(self.path, f"SQLite error: {text}",
-                             "check free space and permissions of the state directory") from error
+        return sqlite_errors(self.path, damaged_advice=_CORRUPT_ADVICE,
+                             busy_advice="is another hems running on the same state directory?")
