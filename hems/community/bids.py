@@ -20,6 +20,7 @@ from hems.community.mechanisms.base import (
     curve_from_orders,
     orders_from_curve,
 )
+from hems.community.records import utc
 from hems.protocol.messages import Side
 
 
@@ -42,8 +43,6 @@ def curve_of(home: str, bid: Mapping[str, Any], grid_micro: Sequence[int] = (), 
 def clearing_input(kind: InputKind, parameters: MarketParameters, bids: Sequence[tuple[str, int, Mapping[str, Any]]],
                    positions: Mapping[str, tuple[int, int]], *, slot_start_s: int, duration_s: int) -> ClearingInput:
     """The book for one slot: ``bids`` are (home, sequence, bid) and ``positions`` metered (import, export)."""
-    from hems.community.records import utc
-
     if kind is InputKind.POSITIONS:
         return ClearingInput(parameters, positions=tuple(Position(home, imported, exported)
                                                          for home, (imported, exported) in sorted(positions.items())),

@@ -87,9 +87,10 @@ class CommunityManager:
         self.mechanism = create_mechanism(market.mechanism)
         self.input_kind = input_kind(market.mechanism)
         self.members = frozenset(config.member_ids)
+        retail_and_feed_in = market.parameters(0)
         self.prices = SettlementPrices(
-            retail_price_micro=market.parameters(0).retail_price_micro,
-            feed_in_price_micro=market.parameters(0).feed_in_price_micro,
+            retail_price_micro=retail_and_feed_in.retail_price_micro,
+            feed_in_price_micro=retail_and_feed_in.feed_in_price_micro,
             imbalance_import_price_micro=market.imbalance_import_price_micro,
             imbalance_export_price_micro=market.imbalance_export_price_micro)
         self.config_version = 0
@@ -232,9 +233,8 @@ class CommunityManager:
             return f"outside the trading window: {reason}"
         if market.effective_bid_format is BidFormat.NONE and (bid.orders or bid.curve is not None):
             return f"{market.mechanism} clears from metered energy: send meter reports, no bids"
-        parameters = market.parameters(0)
-        if bid.curve is not None and not (parameters.feed_in_price_micro <= bid.curve.prices_micro[0]
-                                          and bid.curve.prices_micro[-1] <= parameters.retail_price_micro):
+        if bid.curve is not None and not (self.prices.feed_in_price_micro <= bid.curve.prices_micro[0]
+                                          and bid.curve.prices_micro[-1] <= self.prices.retail_price_micro):
             return "curve prices must lie within [feed-in, retail]"
         if bid.orders:
             return crossing_reason(orders_of(home, bid.model_dump(mode="json")))

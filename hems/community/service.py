@@ -32,10 +32,8 @@ RETRY_AFTER_S = 5.0
 
 def broker_settings(config: CommunityConfig) -> BrokerSettings:
     """The manager's MQTT connection from its ``[broker]`` section."""
-    broker = config.broker
-    return BrokerSettings(url=broker.broker, client_id=f"hems-community-{config.community.id}",
-                          username=broker.username, password=broker.read_password(), ca_file=broker.ca_file,
-                          cert_file=broker.cert_file, key_file=broker.key_file)
+    return config.broker.broker_settings(f"hems-community-{config.community.id}",
+                                         password=config.broker.read_password())
 
 
 class CommunityService:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, StrictBool, field_validator, model_validator
@@ -16,6 +16,9 @@ from pydantic import Field, StrictBool, field_validator, model_validator
 from hems.config.base import Section
 from hems.config.errors import config_problem, invalid, out_of_range, show
 from hems.observability.metrics import DEFAULT_METRICS_ADDRESS, DEFAULT_METRICS_PORT
+
+if TYPE_CHECKING:
+    from hems.protocol.mqtt import BrokerSettings
 
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                        r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
@@ -201,6 +204,16 @@ class MqttBrokerConfig(Section):
     def broker_tls(self) -> bool:
         """True for ``mqtts://``."""
         return urlsplit(self.broker).scheme == "mqtts"
+
+    def broker_settings(self, client_id: str, *, password: str | None,
+                        username: str | None = None) -> BrokerSettings:
+        """The connection settings of :class:`hems.protocol.mqtt.MqttLink` for this broker
+        (``username`` overrides the configured one, e.g. a default taken from elsewhere)."""
+        from hems.protocol.mqtt import BrokerSettings  # paho only for the sections that connect
+
+        return BrokerSettings(url=self.broker, client_id=client_id, username=username or self.username,
+                              password=password, ca_file=self.ca_file, cert_file=self.cert_file,
+                              key_file=self.key_file)
 
     def read_password(self) -> str | None:
         """The password from ``password_file`` (trailing newline stripped), or None without one."""

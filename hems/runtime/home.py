@@ -28,7 +28,6 @@ from typing import Any
 from drivers.p1 import P1Reader
 from hems.clock import Clock, holding
 from hems.config import HomeConfig
-from hems.control.actuation import SetpointActuator
 from hems.control.controller import ControlDecision, Controller, ControlSettings
 from hems.control.envelope import SafetyLimits
 from hems.control.policy import ControlMode

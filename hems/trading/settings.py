@@ -41,14 +41,9 @@ async def settings_from_config(config: HomeConfig) -> TradingSettings:
     market = config.market
     if market.community is None:
         raise ValueError("market.community is not set")
-    password = None
-    if market.password_file is not None:
-        text = await asyncio.to_thread(market.password_file.read_text, encoding="utf-8")
-        password = text.strip()
-    broker = BrokerSettings(
-        url=market.broker, client_id=client_id(config.home.id),
-        username=market.username or config.home.id, password=password,
-        ca_file=market.ca_file, cert_file=market.cert_file, key_file=market.key_file)
+    password = await asyncio.to_thread(market.read_password)
+    broker = market.broker_settings(client_id(config.home.id), password=password,
+                                    username=market.username or config.home.id)
     return TradingSettings(
         home_id=config.home.id, community=market.community, broker=broker,
         submit_lead_s=market.submit_lead_s, bid_points=market.bid_points, bid_slots=market.bid_slots,

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -85,9 +85,8 @@ def profiles(spec: HomeSpec, start_s: int, steps: int) -> tuple[np.ndarray, np.n
 class SimulatedHome:
     """The planning port of the agent, and the home's meter."""
 
-    def __init__(self, spec: HomeSpec, clock: VirtualClock) -> None:
+    def __init__(self, spec: HomeSpec) -> None:
         self.spec = spec
-        self.clock = clock
         self.planner = Planner(site_of(spec))
         self.last_inputs: PlanInputs | None = None
         self.soc = 0.5
@@ -245,7 +244,7 @@ async def community(tmp_path: Path, broker_url: str, mechanism: str) -> AsyncIte
         task = asyncio.ensure_future(service.run(stop))
         homes, stores = [], []
         for spec in HOMES:
-            home = SimulatedHome(spec, clock)
+            home = SimulatedHome(spec)
             store = await AsyncStore.in_directory(tmp_path / spec.name)
             settings = TradingSettings(home_id=spec.name, community=COMMUNITY,
                                        broker=BrokerSettings(url=broker_url, client_id=client_id(spec.name)),
@@ -272,6 +271,3 @@ async def community(tmp_path: Path, broker_url: str, mechanism: str) -> AsyncIte
 def day_slots() -> list[int]:
     return [DAY_S + index * SLOT_S for index in range(24)]
 
-
-def utc(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, tz=timezone.utc) + timedelta(0)

@@ -13,7 +13,7 @@ from hems.community.ledger import RecordKind
 from hems.community.mechanisms.registry import mechanism_names
 from hems.community.settlement import settlement_from_body
 from tests.conftest import wait_for
-from tests.e2e.community_day import DAY_S, FEED_IN, HOMES, RETAIL, community, day_slots
+from tests.e2e.community_day import FEED_IN, HOMES, RETAIL, community, day_slots
 
 RETAIL_MICRO, FEED_IN_MICRO = round(RETAIL * 1e6), round(FEED_IN * 1e6)
 UNIFORM_PRICE = {"uniform_auction", "bid_curve"}
