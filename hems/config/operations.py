@@ -8,7 +8,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, StrictBool, field_validator, model_validator
@@ -16,15 +16,12 @@ from pydantic import Field, StrictBool, field_validator, model_validator
 from hems.config.base import Section
 from hems.config.errors import config_problem, invalid, out_of_range, show
 from hems.observability.metrics import DEFAULT_METRICS_ADDRESS, DEFAULT_METRICS_PORT
-
-if TYPE_CHECKING:
-    from hems.protocol.mqtt import BrokerSettings
+from hems.protocol.mqtt import BrokerSettings, broker_endpoint
 
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                        r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
 # MQTT topic levels without wildcards (+, #) or empty levels.
 _TOPIC_PREFIX = r"^[A-Za-z0-9_-]+(?:/[A-Za-z0-9_-]+)*$"
-MQTT_DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 
 
 class LoopsConfig(Section):
@@ -178,13 +175,12 @@ class MqttBrokerConfig(Section):
         allowed = "mqtt://HOST[:PORT] or mqtts://HOST[:PORT]"
         try:
             parts = urlsplit(value)
-            port = parts.port
+            credentials = parts.username is not None or parts.password is not None
+            if not credentials:
+                broker_endpoint(value)
         except ValueError:
             raise config_problem(("", invalid(value, allowed))) from None
-        if parts.scheme not in MQTT_DEFAULT_PORTS or not parts.hostname or port == 0 \
-                or parts.path not in ("", "/") or parts.query or parts.fragment:
-            raise config_problem(("", invalid(value, allowed)))
-        if parts.username is not None or parts.password is not None:
+        if credentials:
             raise config_problem(("", invalid(value, f"{allowed} without credentials (use username and "
                                                      "password_file)")))
         return value
@@ -192,25 +188,22 @@ class MqttBrokerConfig(Section):
     @property
     def broker_host(self) -> str:
         """The broker's host name or address."""
-        return urlsplit(self.broker).hostname or ""
+        return broker_endpoint(self.broker)[0]
 
     @property
     def broker_port(self) -> int:
         """The broker's TCP port (the scheme's default when none is given)."""
-        parts = urlsplit(self.broker)
-        return parts.port or MQTT_DEFAULT_PORTS[parts.scheme]
+        return broker_endpoint(self.broker)[1]
 
     @property
     def broker_tls(self) -> bool:
         """True for ``mqtts://``."""
-        return urlsplit(self.broker).scheme == "mqtts"
+        return broker_endpoint(self.broker)[2]
 
     def broker_settings(self, client_id: str, *, password: str | None,
                         username: str | None = None) -> BrokerSettings:
         """The connection settings of :class:`hems.protocol.mqtt.MqttLink` for this broker
         (``username`` overrides the configured one, e.g. a default taken from elsewhere)."""
-        from hems.protocol.mqtt import BrokerSettings  # paho only for the sections that connect
-
         return BrokerSettings(url=self.broker, client_id=client_id, username=username or self.username,
                               password=password, ca_file=self.ca_file, cert_file=self.cert_file,
                               key_file=self.key_file)

@@ -15,13 +15,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import urlsplit
 
 from hems.mpc.plan import Plan, PlanStep
+from hems.protocol.mqtt import broker_endpoint
 from hems.runtime.snapshot import Quantity, SiteSnapshot
 
-DEFAULT_MQTT_PORT = 1883
-DEFAULT_MQTTS_PORT = 8883
 PAYLOAD_ONLINE = "online"
 PAYLOAD_OFFLINE = "offline"
 #: At most this many plan slots go into the plan attributes: 96 slots (a day of 15 min) keep the
@@ -74,17 +72,7 @@ class BrokerAddress:
 
 def parse_broker_url(url: str) -> BrokerAddress:
     """``mqtt://host[:port]`` (1883) or ``mqtts://host[:port]`` (8883, TLS)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "mqtts"):
-        raise ValueError(f"home_assistant.broker = {url!r}: the scheme must be mqtt:// or mqtts://")
-    try:
-        port = parts.port
-    except ValueError as error:
-        raise ValueError(f"home_assistant.broker = {url!r}: {error}") from None
-    if not parts.hostname:
-        raise ValueError(f"home_assistant.broker = {url!r}: no host")
-    tls = parts.scheme == "mqtts"
-    return BrokerAddress(parts.hostname, port or (DEFAULT_MQTTS_PORT if tls else DEFAULT_MQTT_PORT), tls)
+    return BrokerAddress(*broker_endpoint(url, where=f"home_assistant.broker = {url!r}"))
 
 
 def node_id(home_id: str) -> str:

@@ -71,24 +71,30 @@ class BrokerSettings:
 
     def endpoint(self) -> tuple[str, int, bool]:
         """``(host, port, tls)`` of ``url``; ValueError naming the problem for a malformed URL."""
-        where = f"broker url {self.url!r}"
-        parts = urlsplit(self.url)
-        if parts.scheme not in ("mqtt", "mqtts"):
-            raise ValueError(f"{where}: the scheme must be mqtt:// or mqtts://")
-        if parts.username is not None or parts.password is not None:
-            raise ValueError(f"{where}: put credentials in username/password, not in the URL")
-        if parts.path not in ("", "/") or parts.query or parts.fragment:
-            raise ValueError(f"{where}: only scheme, host and port are allowed")
-        try:
-            port = parts.port
-        except ValueError as error:
-            raise ValueError(f"{where}: {error}") from None
-        if not parts.hostname:
-            raise ValueError(f"{where}: no host")
-        if port == 0:
-            raise ValueError(f"{where}: port 0 is not a broker port")
-        tls = parts.scheme == "mqtts"
-        return parts.hostname, port or (DEFAULT_MQTTS_PORT if tls else DEFAULT_MQTT_PORT), tls
+        return broker_endpoint(self.url)
+
+
+def broker_endpoint(url: str, where: str | None = None) -> tuple[str, int, bool]:
+    """``(host, port, tls)`` of ``mqtt://host[:port]`` (1883) or ``mqtts://host[:port]`` (8883);
+    ValueError starting with ``where`` (default: the URL) and naming the problem."""
+    where = where or f"broker url {url!r}"
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts"):
+        raise ValueError(f"{where}: the scheme must be mqtt:// or mqtts://")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(f"{where}: put credentials in username/password, not in the URL")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(f"{where}: only scheme, host and port are allowed")
+    try:
+        port = parts.port
+    except ValueError as error:
+        raise ValueError(f"{where}: {error}") from None
+    if not parts.hostname:
+        raise ValueError(f"{where}: no host")
+    if port == 0:
+        raise ValueError(f"{where}: port 0 is not a broker port")
+    tls = parts.scheme == "mqtts"
+    return parts.hostname, port or (DEFAULT_MQTTS_PORT if tls else DEFAULT_MQTT_PORT), tls
 
 
 @dataclass(frozen=True)
