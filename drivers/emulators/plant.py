@@ -125,20 +125,28 @@ class Battery:
 
 @dataclass
 class ElectricVehicle:
-    """An EV at a charger: draws ``demand_w`` while connected, enabled and under the current limit."""
+    """An EV at a charger: draws ``demand_w`` (or what ``profile`` says: a charging session per
+    its timetable) while connected, enabled and under the current limit."""
 
     connected: bool = False
     demand_w: float = 11_000.0
+    #: UTC seconds -> W the car would draw now (then ``connected`` is ignored: 0 W means not charging).
+    profile: Profile | None = None
     charging_enabled: bool = True
     current_limit_a: float | None = None
     phases: int = 3
     phase_voltage_v: float = 230.0
 
-    def power_w(self) -> float:
-        """Charging power now."""
-        if not (self.connected and self.charging_enabled):
+    def power_w(self, time_s: float) -> float:
+        """Charging power at ``time_s``."""
+        if self.profile is not None:
+            power = max(0.0, float(self.profile(time_s)))
+        elif self.connected:
+            power = self.demand_w
+        else:
             return 0.0
-        power = self.demand_w
+        if not self.charging_enabled:
+            return 0.0
         if self.current_limit_a is not None:
             power = min(power, max(0.0, self.current_limit_a) * self.phases * self.phase_voltage_v)
         return power
@@ -282,7 +290,7 @@ class SitePlant:
         pv_available = self.pv.available_w(time_s, self.utc_offset_s)
         pv = min(pv_available, self.pv.cap_w())
         load = self.load_w(time_s)
-        ev = self.ev.power_w()
+        ev = self.ev.power_w(time_s)
         heat_pump = self.heat_pump.power_w(time_s)
         target = pv - load - ev - heat_pump  # self-consumption
         if self.remote is not None and time_s < self.remote.expires_at_s:

@@ -1,25 +1,64 @@
-"""``hems demo``: a whole community on this machine (its issue has not landed yet)."""
+"""``hems demo``: a whole energy community on this machine, and what trading is worth.
+
+Each home is the hems runtime against its own Modbus TCP emulators; the community manager
+clears the market; an MQTT broker (embedded, or ``--broker``) carries the messages; time is
+simulated. The report (HTML with plots, a Markdown summary) goes to ``--out``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+MAX_HOMES = 1000
+MAX_HOURS = 24 * 14
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``demo`` subcommand."""
-    parser = subparsers.add_parser("demo", help="a simulated energy community on this machine (not built yet)")
-    parser.add_argument("--homes", type=int, default=10)
-    parser.add_argument("--hours", type=float, default=24)
+    parser = subparsers.add_parser("demo", help="a simulated energy community on this machine, with a report",
+                                   description=__doc__.splitlines()[0])
+    parser.add_argument("--homes", type=int, default=10, metavar="N", help="homes in the community (default 10)")
+    parser.add_argument("--hours", type=float, default=24.0, metavar="H", help="simulated hours (default 24)")
+    parser.add_argument("--mechanism", default="bid_curve", metavar="M",
+                        help="market mechanism (default bid_curve; see 'hems community clear --list')")
+    parser.add_argument("--compare", action="store_true",
+                        help="run the same community under every mechanism and compare them")
+    parser.add_argument("--broker", metavar="URL", help="use this MQTT broker (mqtt://host:port) instead of "
+                                                        "an embedded one")
+    parser.add_argument("--out", type=Path, default=Path("demo-report"), metavar="DIR",
+                        help="where the report goes (default ./demo-report)")
+    parser.add_argument("--seed", type=int, default=1, help="weather and households (default 1)")
     parser.set_defaults(handler=run)
 
 
 def run(arguments: argparse.Namespace) -> int:
-    """Say honestly what exists today."""
-    print(
-        "hems demo is not built yet: the community simulation lands with its own issue.\n"
-        "What runs today: 'hems emulate --list', 'hems emulate MAP --tcp 127.0.0.1:5020', 'hems scan', "
-        "'hems read --config FILE' and 'hems plan --scenario CSV --site JSON'.",
-        file=sys.stderr,
-    )
-    return 1
+    """Handler of ``hems demo``; returns the exit code."""
+    from hems.community.mechanisms.registry import mechanism_names  # noqa: PLC0415
+    from hems.demo.runner import run_demo  # noqa: PLC0415
+    from hems.demo.settings import DemoSettings  # noqa: PLC0415
+    from hems.protocol.mqtt import broker_endpoint  # noqa: PLC0415
+
+    problems = []
+    if not 1 <= arguments.homes <= MAX_HOMES:
+        problems.append(f"--homes {arguments.homes}: allowed 1 to {MAX_HOMES}")
+    if not 0.25 <= arguments.hours <= MAX_HOURS:
+        problems.append(f"--hours {arguments.hours:g}: allowed 0.25 to {MAX_HOURS}")
+    if arguments.mechanism not in mechanism_names():
+        problems.append(f"--mechanism {arguments.mechanism}: allowed {', '.join(mechanism_names())}")
+    if arguments.broker is not None:
+        try:
+            broker_endpoint(arguments.broker, "--broker")
+        except ValueError as error:
+            problems.append(str(error))
+    if problems:
+        for problem in problems:
+            print(f"hems demo: {problem}", file=sys.stderr)
+        return 2
+    settings = DemoSettings(homes=arguments.homes, hours=arguments.hours, mechanism=arguments.mechanism,
+                            seed=arguments.seed, broker_url=arguments.broker)
+    result = run_demo(settings, arguments.out, compare=arguments.compare, stream=sys.stderr)
+    print(result.summary_markdown)
+    print(f"Report: {(arguments.out / 'report.html').resolve()} ({result.wall_s:.0f} s)")
+    return 0

@@ -6,7 +6,7 @@ pvlib (and pandas) are imported lazily, on the first forecast."""
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -30,15 +30,34 @@ class PvForecastConfig:
     air_temp_c: float = 15.0
 
 
+#: Clear-sky values remembered per instant: a few days of 5-minute slots.
+CLEAR_SKY_CACHE_SIZE = 2048
+
+
 class PvForecaster:
     """Clear-sky PV power per slot, scaled by a learned factor; one instance per home."""
 
     def __init__(self, config: PvForecastConfig) -> None:
         self.config = config
         self._ratios: deque[tuple[datetime, float, float]] = deque()  # (instant, measured, clear sky)
+        self._clear_sky_cache: OrderedDict[datetime, float] = OrderedDict()
 
     def clear_sky_w(self, instants_utc: list[datetime]) -> np.ndarray:
-        """AC power of all arrays under clear sky at each instant."""
+        """AC power of all arrays under clear sky at each instant.
+
+        Each plan asks for the instants of the last one again, shifted by a slot, and each
+        observed slot for one of them: pvlib's chain (a turbidity table read from its HDF5
+        file, the sun, the transposition) runs only for instants not seen before."""
+        cache = self._clear_sky_cache
+        missing = [instant for instant in dict.fromkeys(instants_utc) if instant not in cache]
+        if missing:
+            for instant, value in zip(missing, self._compute_clear_sky_w(missing)):
+                cache[instant] = float(value)
+            while len(cache) > CLEAR_SKY_CACHE_SIZE:
+                cache.popitem(last=False)
+        return np.array([cache[instant] for instant in instants_utc], dtype=float)
+
+    def _compute_clear_sky_w(self, instants_utc: list[datetime]) -> np.ndarray:
         import pandas as pd
         import pvlib
 
