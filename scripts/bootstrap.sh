@@ -27,7 +27,7 @@ fi
 stamp=.venv/.hems-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -e ".[test,data,p1,plot]"
+    .venv/bin/python -m pip install -q -e ".[test,demo,data,p1,plot]"
     # systemd-python (the journal handler) is compiled against libsystemd; without a compiler or
     # the headers hems logs to stderr, which journald captures just the same.
     .venv/bin/python -m pip install -q -e ".[systemd]" ||

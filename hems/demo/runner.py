@@ -40,6 +40,7 @@ class RunJob:
     scenario: Scenario
     settings: DemoSettings  # with the run's mechanism
     work_directory: Path
+    log_file: Path  # the daemons' and the manager's log of this run (errors also go to stderr)
 
 
 @dataclass
@@ -68,7 +69,7 @@ def run_job(job: RunJob, progress_queue: Any | None) -> RunOutcome:
     from hems.demo.community_run import run_community  # noqa: PLC0415 - the worker's heavy imports
     from hems.demo.sites import generate_homes  # noqa: PLC0415
 
-    logging.basicConfig(level=logging.WARNING, format=f"{job.label}: %(levelname)s %(name)s: %(message)s")
+    configure_logging(job)
     homes = generate_homes(job.settings.homes, job.settings.seed)
     profiles = profiles_for(job.settings, homes)
 
@@ -83,13 +84,27 @@ def run_job(job: RunJob, progress_queue: Any | None) -> RunOutcome:
                                      community_id=community_id, progress=report))
 
 
-def jobs_for(settings: DemoSettings, work_directory: Path, compare: bool) -> list[RunJob]:
+def configure_logging(job: RunJob) -> None:
+    """The run's log to its file (INFO and up); errors to stderr as well, under the progress line."""
+    job.log_file.parent.mkdir(parents=True, exist_ok=True)
+    to_file = logging.FileHandler(job.log_file, encoding="utf-8")
+    to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    to_stderr = logging.StreamHandler(sys.stderr)
+    to_stderr.setLevel(logging.ERROR)
+    to_stderr.setFormatter(logging.Formatter(f"{job.label}: %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [to_file, to_stderr]
+    root.setLevel(logging.INFO)
+
+
+def jobs_for(settings: DemoSettings, work_directory: Path, log_directory: Path, compare: bool) -> list[RunJob]:
     """The runtime runs a demo needs: MPC alone, and trading under one or every mechanism."""
-    jobs = [RunJob("no-market", Scenario.MPC, settings, work_directory / "no-market")]
+    jobs = [RunJob("no-market", Scenario.MPC, settings, work_directory / "no-market",
+                   log_directory / "no-market.log")]
     mechanisms = mechanism_names() if compare else [settings.mechanism]
     for mechanism in mechanisms:
         jobs.append(RunJob(mechanism, Scenario.MPC_TRADING, dataclasses.replace(settings, mechanism=mechanism),
-                           work_directory / mechanism))
+                           work_directory / mechanism, log_directory / f"{mechanism}.log"))
     return jobs
 
 
@@ -140,7 +155,7 @@ def run_demo(settings: DemoSettings, out_directory: Path, *, compare: bool = Fal
     # The runs' state (home stores, the manager's books) is scratch: the report keeps a copy of
     # the ledger. In memory where the system has /dev/shm, so no run waits for a disk's fsync.
     with tempfile.TemporaryDirectory(prefix="hems-demo-", dir=scratch_parent()) as scratch:
-        jobs = jobs_for(settings, Path(scratch), compare)
+        jobs = jobs_for(settings, Path(scratch), out_directory / "logs", compare)
         workers = max(1, min(len(jobs), os.cpu_count() or 1))
         outcomes = run_jobs(jobs, workers=workers, stream=stream)
         profiles = profiles_for(settings, homes)

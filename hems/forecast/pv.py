@@ -28,6 +28,10 @@ class PvForecastConfig:
     half_life_days: float = 2.0
     min_clear_sky_fraction: float = 0.1  # ignore ratios at dawn/dusk (noisy, shading)
     air_temp_c: float = 15.0
+    #: Intraday correction: the clear-sky index of the last ``recent_window_s`` of measurements
+    #: replaces the learned scale for the next slots, fading into it with this time constant.
+    recent_window_s: float = 3600.0
+    recent_fade_s: float = 7200.0
 
 
 #: Clear-sky values remembered per instant: a few days of 5-minute slots.
@@ -53,9 +57,10 @@ class PvForecaster:
         if missing:
             for instant, value in zip(missing, self._compute_clear_sky_w(missing)):
                 cache[instant] = float(value)
-            while len(cache) > CLEAR_SKY_CACHE_SIZE:
-                cache.popitem(last=False)
-        return np.array([cache[instant] for instant in instants_utc], dtype=float)
+        values = np.array([cache[instant] for instant in instants_utc], dtype=float)
+        while len(cache) > CLEAR_SKY_CACHE_SIZE:  # after the read: a long history may not fit
+            cache.popitem(last=False)
+        return values
 
     def _compute_clear_sky_w(self, instants_utc: list[datetime]) -> np.ndarray:
         import pandas as pd
@@ -105,7 +110,29 @@ class PvForecaster:
         # An energy-weighted ratio: noon slots, which matter most, dominate it.
         return float(min(max(measured / clear, 0.0), 1.2)) if clear > 0 else self.config.initial_scale
 
+    def recent_scale(self, now: datetime) -> float | None:
+        """The clear-sky index measured over the last ``recent_window_s`` (None: no daylight
+        measurement in it). Clouds persist for hours: this is today's weather, the learned scale
+        the typical one."""
+        since = now - timedelta(seconds=self.config.recent_window_s)
+        recent = [(value, sky) for instant, value, sky in self._ratios if since <= instant <= now]
+        clear = sum(sky for _, sky in recent)
+        if not recent or clear <= 0:
+            return None
+        return float(min(max(sum(value for value, _ in recent) / clear, 0.0), 1.2))
+
+    def scales(self, instants: list[datetime], now: datetime) -> np.ndarray:
+        """The scale applied at each instant: the recent clear-sky index near ``now``, fading
+        (exponentially, ``recent_fade_s``) into the learned scale further ahead."""
+        learned = self.scale(now)
+        recent = self.recent_scale(now)
+        if recent is None:
+            return np.full(len(instants), learned)
+        lead_s = np.array([max((instant - now).total_seconds(), 0.0) for instant in instants])
+        weight = np.exp(-lead_s / self.config.recent_fade_s)
+        return weight * recent + (1.0 - weight) * learned
+
     def forecast(self, start: datetime, steps: int, step_s: int, now: datetime) -> np.ndarray:
         """Expected average PV power (W) of ``steps`` slots from ``start`` (slot midpoints)."""
         instants = [start + timedelta(seconds=step_s * (i + 0.5)) for i in range(steps)]
-        return self.scale(now) * self.clear_sky_w(instants)
+        return self.scales(instants, now) * self.clear_sky_w(instants)

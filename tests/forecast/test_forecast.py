@@ -90,3 +90,40 @@ def test_public_holidays_are_forecast_like_sundays():
     assert np.allclose(none.forecast(christmas, 96, 900, christmas), none.forecast(thursday, 96, 900, thursday))
     assert not np.allclose(german.forecast(christmas, 96, 900, christmas),
                            none.forecast(christmas, 96, 900, christmas))
+
+
+def test_clear_sky_cache_returns_what_pvlib_computes_even_beyond_its_size() -> None:
+    from hems.forecast.pv import CLEAR_SKY_CACHE_SIZE
+
+    config = PvForecastConfig(latitude_deg=48.0, longitude_deg=7.8, arrays=(PvArrayConfig(peak_power_w=6000),))
+    start = datetime(2026, 6, 19, tzinfo=timezone.utc)
+    instants = [start + timedelta(minutes=5 * index) for index in range(CLEAR_SKY_CACHE_SIZE + 500)]
+    cached = PvForecaster(config)
+    first = cached.clear_sky_w(instants)  # more instants than the cache holds
+    again = cached.clear_sky_w(instants[-96:])  # partly cached, shifted
+    fresh = PvForecaster(config).clear_sky_w(instants[-96:])
+    assert first.max() > 3000
+    np.testing.assert_allclose(again, fresh)
+    np.testing.assert_allclose(first[-96:], fresh)
+
+
+def test_todays_clouds_correct_the_next_hours_and_fade_into_the_learned_scale() -> None:
+    config = PvForecastConfig(latitude_deg=48.0, longitude_deg=7.8, arrays=(PvArrayConfig(peak_power_w=6000),))
+    forecaster = PvForecaster(config)
+    today = datetime(2026, 6, 19, tzinfo=timezone.utc)
+    for day in range(1, 8):  # a clear week: the learned scale is ~1
+        for hour in range(6, 18):
+            instant = today - timedelta(days=day) + timedelta(hours=hour)
+            forecaster.observe(instant, float(forecaster.clear_sky_w([instant])[0]))
+    now = today + timedelta(hours=9)
+    for minutes in range(0, 60, 15):  # this morning: 40 % of the clear sky
+        instant = now - timedelta(minutes=60 - minutes - 7.5)
+        forecaster.observe(instant, 0.4 * float(forecaster.clear_sky_w([instant])[0]))
+    assert forecaster.scale(now) > 0.9
+    assert forecaster.recent_scale(now) == pytest.approx(0.4, abs=0.01)
+    steps = 32  # until 17:00 UTC, daylight all along
+    clear = forecaster.clear_sky_w([now + timedelta(minutes=15 * (i + 0.5)) for i in range(steps)])
+    ratio = forecaster.forecast(now, steps, 900, now) / clear
+    assert ratio[0] == pytest.approx(0.4, abs=0.05)  # the next slot: today's sky
+    assert np.all(np.diff(ratio) > 0)  # fading ...
+    assert ratio[-1] > 0.8  # ... into the learned scale 8 h ahead
