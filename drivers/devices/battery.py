@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from drivers.devices.battery_control import BatteryControlStrategy, strategy_for, timeout_register_value
 from drivers.devices.capability import Capability, CapabilityMissing
 from drivers.maps import Role
-from drivers.readings import Reading
+from drivers.readings import Quality, Reading
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,11 +39,25 @@ class Battery(Capability):
         """The values of the last poll."""
         return BatteryState(
             soc_pct=self.reading(Role.BATTERY_SOC_PCT),
-            power_w=self.reading(Role.BATTERY_POWER_W),
+            power_w=self.reading(Role.BATTERY_POWER_W) or self._net_power(),
             capacity_wh=self.reading(Role.BATTERY_CAPACITY_WH),
             max_charge_w=self.reading(Role.BATTERY_MAX_CHARGE_W),
             max_discharge_w=self.reading(Role.BATTERY_MAX_DISCHARGE_W),
         )
+
+    def _net_power(self) -> Reading | None:
+        """Charge minus discharge power, for devices that report the two directions apart."""
+        charge = self.reading(Role.BATTERY_CHARGE_POWER_W)
+        discharge = self.reading(Role.BATTERY_DISCHARGE_POWER_W)
+        if charge is None or discharge is None:
+            return None
+        flawed = [part.quality for part in (charge, discharge) if part.quality is not Quality.GOOD]
+        if charge.value is None or discharge.value is None:
+            value, quality = None, flawed[0] if flawed else Quality.NOT_IMPLEMENTED
+        else:
+            value, quality = float(charge.value) - float(discharge.value), flawed[0] if flawed else Quality.GOOD
+        return Reading(Role.BATTERY_POWER_W.value, value, "W", min(charge.timestamp_s, discharge.timestamp_s),
+                       quality)
 
     @property
     def controllable(self) -> bool:

@@ -336,6 +336,8 @@ class SitePlant:
             Role.BATTERY_SOC_PCT: battery.soc_pct,
             Role.BATTERY_SOH_PCT: battery.soh_pct,
             Role.BATTERY_POWER_W: flows.battery_charge_w,
+            Role.BATTERY_CHARGE_POWER_W: max(0.0, flows.battery_charge_w),
+            Role.BATTERY_DISCHARGE_POWER_W: max(0.0, -flows.battery_charge_w),
             Role.BATTERY_CAPACITY_WH: battery.capacity_wh,
             Role.BATTERY_MAX_CHARGE_W: battery.max_charge_w,
             Role.BATTERY_MAX_DISCHARGE_W: battery.max_discharge_w,

@@ -43,6 +43,10 @@ class Role(str, enum.Enum):
     BATTERY_SOC_PCT = "battery_soc_pct"
     BATTERY_SOH_PCT = "battery_soh_pct"
     BATTERY_POWER_W = "battery_power_w"
+    #: Devices that report the two directions apart, each >= 0 (Fronius GEN24: SunSpec model
+    #: 160 modules 3 and 4); the battery's power is their difference.
+    BATTERY_CHARGE_POWER_W = "battery_charge_power_w"
+    BATTERY_DISCHARGE_POWER_W = "battery_discharge_power_w"
     BATTERY_CAPACITY_WH = "battery_capacity_wh"
     BATTERY_MAX_CHARGE_W = "battery_max_charge_w"
     BATTERY_MAX_DISCHARGE_W = "battery_max_discharge_w"

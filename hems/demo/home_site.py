@@ -46,6 +46,14 @@ async def start_emulator(home: DemoHome, plant: SitePlant) -> EmulatorServer:
     """The home's devices on 127.0.0.1 at a free port."""
     server = EmulatorServer(bindings(home), plant, tcp=("127.0.0.1", 0))
     await server.start()
+    # A map's initial values (nameplate capacity, power limits, PV rating) went into the plant as
+    # a fresh device shows them; this home's battery and array are its own, as in the baselines.
+    if home.battery is not None:
+        plant.battery.capacity_wh = home.battery.capacity_wh
+        plant.battery.max_charge_w = plant.battery.max_discharge_w = home.battery.max_power_w
+    if home.pv is not None:
+        plant.pv.peak_w = home.pv.peak_w
+    plant.refresh()
     return server
 
 

@@ -25,12 +25,11 @@ TIMEZONE = "Europe/Berlin"
 #: Bundled register maps: hybrid inverters (homes with a battery, cycled), the PV inverter of
 #: homes without a battery, and the grid meters (cycled over all homes). Not every hybrid map
 #: serves the demo: Sungrow (20 ms) and Huawei (50 ms) demand a pause between Modbus frames, real
-#: time that simulated time cannot skip (a poll takes half a second); the emulator does not yet
-#: take Fronius's SunSpec model-124 commands (its battery stays in its own mode), so a Fronius
-#: home could not deliver what its plan traded. tests/demo/test_home_site.py keeps this list honest.
+#: time that simulated time cannot skip (a poll takes half a second). tests/demo/test_home_site.py
+#: checks that the runtime commands the battery of each map listed here.
 #: The Carlo Gavazzi EM24 counts energy in 0.1 kWh steps: a 15-minute slot metered from its
 #: counters is off by up to 100 Wh, which the settlement charges as imbalance (see docs/demo.md).
-INVERTER_MAPS: tuple[str, ...] = ("solaredge_storedge",)
+INVERTER_MAPS: tuple[str, ...] = ("solaredge_storedge", "fronius_gen24")
 PV_INVERTER_MAP = "sma_sunny_tripower"
 METER_MAPS: tuple[str, ...] = ("eastron_sdm630",)
 

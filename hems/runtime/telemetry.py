@@ -46,6 +46,50 @@ class SlotAverage:
         return self.load_wh / hours, self.pv_wh / hours
 
 
+@dataclass(frozen=True)
+class HeldReading:
+    """A poll's house load and PV, held until the next poll."""
+
+    at_s: float
+    load_w: float
+    pv_w: float
+
+
+class SlotAverager:
+    """Per-slot averages of house load and PV from polls, for the forecasters to learn from.
+
+    Each reading holds until the next poll; the time before a slot boundary counts for the slot
+    it was in, so a slot is covered to its end however long the telemetry period. (Counting a
+    slot only from its own first poll left 600 of 900 s covered with 5-minute polls, and no
+    slot was ever learned from.) A missing reading ends the hold: an outage is not bridged.
+    """
+
+    def __init__(self, slot_s: int) -> None:
+        self.slot_s = slot_s
+        self._slot: SlotAverage | None = None
+        self._last: HeldReading | None = None
+
+    def add(self, at_s: float, load_w: float | None, pv_w: float) -> SlotAverage | None:
+        """Take a poll; returns the slot it finished when that slot was mostly (80 %) covered."""
+        slot_start_s = at_s - at_s % self.slot_s
+        previous, self._last = self._last, None
+        finished = None
+        if previous is not None and self._slot is not None:
+            held_until_s = min(at_s, self._slot.slot_start_s + self.slot_s)
+            self._slot.add(previous.load_w, previous.pv_w, max(0.0, held_until_s - previous.at_s))
+        if self._slot is not None and slot_start_s > self._slot.slot_start_s:
+            if self._slot.covered_s >= 0.8 * self.slot_s:
+                finished = self._slot
+            self._slot = None
+        if self._slot is None:
+            self._slot = SlotAverage(slot_start_s)
+            if previous is not None:  # the last reading also held from the boundary until now
+                self._slot.add(previous.load_w, previous.pv_w, max(0.0, at_s - max(slot_start_s, previous.at_s)))
+        if load_w is not None:
+            self._last = HeldReading(at_s, load_w, pv_w)
+        return finished
+
+
 class TelemetryService:
     """Polls and estimates; keeps the latest snapshot for the other loops."""
 
@@ -61,7 +105,7 @@ class TelemetryService:
         self._on_slot_finished = on_slot_finished
         self.snapshot = SiteSnapshot(taken_at_s=0.0)
         self.cycles = 0
-        self._slot: SlotAverage | None = None
+        self._averager = SlotAverager(slot_s)
         self._last_at_s: float | None = None
         self._last_counters: tuple[float, float] | None = None
 
@@ -106,21 +150,12 @@ class TelemetryService:
                 self.metrics.add_energy(max(grid, 0.0) * hours, max(-grid, 0.0) * hours)
 
     def _average_slot(self, snapshot: SiteSnapshot, now_s: float) -> None:
-        slot_start_s = now_s - now_s % self.slot_s
-        previous_s, self._last_at_s = self._last_at_s, now_s
-        if self._slot is not None and slot_start_s > self._slot.slot_start_s:
-            finished = self._slot
-            # Slots mostly measured are learned from; a slot with a long outage is not.
-            if finished.covered_s >= 0.8 * self.slot_s and self._on_slot_finished is not None:
-                load_w, pv_w = finished.averages_w()
-                self._on_slot_finished(finished.slot_start_s, load_w, pv_w)
-            self._slot = None
-        if self._slot is None:
-            self._slot = SlotAverage(slot_start_s)
-            previous_s = None  # count from this cycle on
+        self._last_at_s = now_s
         load_w = snapshot.house_load_w()
-        if previous_s is not None and load_w is not None:
-            self._slot.add(load_w, snapshot.value(Quantity.PV_POWER_W) or 0.0, now_s - previous_s)
+        pv_w = snapshot.value(Quantity.PV_POWER_W) or 0.0
+        finished = self._averager.add(now_s, load_w, pv_w)
+        if finished is not None and self._on_slot_finished is not None:
+            self._on_slot_finished(finished.slot_start_s, *finished.averages_w())
 
     async def _store(self, snapshot: SiteSnapshot, now_s: float) -> None:
         if self.store is None:

@@ -27,6 +27,7 @@ from hems.demo.settings import DEFAULT_START_S, RuntimeSettings
 from hems.demo.sites import INVERTER_MAPS, PV_INVERTER_MAP, generate_homes
 from hems.runtime.actuators import BATTERY_OUTPUT
 from hems.runtime.home import HomeRuntime
+from hems.runtime.snapshot import Quantity
 from hems.store import Store
 from hems.store.store import SetpointRecord
 
@@ -105,7 +106,9 @@ async def _run_home(home: DemoHome, state_directory: Path) -> HomeRun:
     return run
 
 
-def _assert_ran_without_errors(run: HomeRun, device_names: list[str]) -> None:
+def _assert_ran_without_errors(run: HomeRun, device_names: list[str], measured: list[Quantity]) -> None:
+    """No loop failed, every device answered every poll, and the site's ``measured`` quantities
+    reached the runtime's snapshot (the controller commands nothing without them)."""
     described = run.runtime.describe()
     for loop in ("telemetry", "planning", "control"):
         assert described[loop]["iterations"] > 0, described
@@ -117,6 +120,10 @@ def _assert_ran_without_errors(run: HomeRun, device_names: list[str]) -> None:
         assert client.health.last_good_s is not None, f"{name} never answered"
         assert client.health.failures_total == 0, f"{name}: {client.health.last_error}"
         assert any(reading.usable for reading in client.last_readings.values()), f"{name}: nothing usable"
+    assert run.runtime.telemetry is not None
+    snapshot = run.runtime.telemetry.snapshot
+    missing = [quantity.value for quantity in measured if snapshot.value(quantity) is None]
+    assert not missing, f"never measured: {missing}"
 
 
 def _latest_setpoint_w(setpoints: list[SetpointRecord], time_s: float) -> float | None:
@@ -129,7 +136,8 @@ async def test_the_runtime_commands_the_battery_of_every_hybrid_map(inverter_map
     home = dataclasses.replace(_template("battery"), inverter_map=inverter_map)
     run = await _run_home(home, tmp_path)
 
-    _assert_ran_without_errors(run, ["inverter", "meter"])
+    _assert_ran_without_errors(run, ["inverter", "meter"], [Quantity.GRID_IMPORT_W, Quantity.PV_POWER_W,
+                                                            Quantity.BATTERY_SOC, Quantity.BATTERY_CHARGE_W])
     assert run.setpoints, "the daemon never commanded the battery"
     assert all(record.readback_ok for record in run.setpoints), run.setpoints
     commanded = [sample for sample in run.samples if sample.remote_window is not None]
@@ -156,7 +164,7 @@ async def test_a_pv_only_home_runs_and_is_read(tmp_path: Path) -> None:
     assert home.inverter_map == PV_INVERTER_MAP
     run = await _run_home(home, tmp_path)
 
-    _assert_ran_without_errors(run, ["inverter", "meter"])
+    _assert_ran_without_errors(run, ["inverter", "meter"], [Quantity.GRID_IMPORT_W, Quantity.PV_POWER_W])
     assert run.setpoints == []  # nothing to command
     assert all(sample.remote_window is None for sample in run.samples)
 
@@ -166,5 +174,5 @@ async def test_a_consumer_only_home_runs_and_is_read(tmp_path: Path) -> None:
     assert home.inverter_map is None
     run = await _run_home(home, tmp_path)
 
-    _assert_ran_without_errors(run, ["meter"])
+    _assert_ran_without_errors(run, ["meter"], [Quantity.GRID_IMPORT_W])
     assert run.setpoints == []

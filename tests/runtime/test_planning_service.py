@@ -17,7 +17,7 @@ from hems.runtime.forecasting import SiteForecast
 from hems.runtime.planning import PlanInForce, PlanningService
 from hems.runtime.snapshot import Measurement, Quantity, SiteSnapshot
 from hems.runtime.status import status_line
-from hems.runtime.telemetry import SlotAverage
+from hems.runtime.telemetry import SlotAverage, SlotAverager
 from tests.mpc.helpers import simple_site
 
 STEP_S = 900
@@ -226,3 +226,28 @@ def test_slot_average_is_time_weighted():
     assert slot.covered_s == 900.0
     assert slot.load_wh == pytest.approx(1_000 / 6 + 4_000 / 12)
     assert slot.averages_w() == pytest.approx((2_000.0, 1_000 / 3))
+
+
+@pytest.mark.parametrize("poll_s", [5.0, 60.0, 300.0])
+def test_slots_are_covered_to_their_end_whatever_the_poll_period(poll_s: float) -> None:
+    averager = SlotAverager(900)
+    finished = []
+    for index in range(int(3 * 900 / poll_s) + 1):
+        at_s = SLOT0_S + index * poll_s
+        after_first_third = (at_s - SLOT0_S) % 900 >= 300
+        slot = averager.add(at_s, 2_000.0 if after_first_third else 1_000.0, 100.0)
+        if slot is not None:
+            finished.append(slot)
+    assert [slot.slot_start_s for slot in finished] == [SLOT0_S, SLOT0_S + 900, SLOT0_S + 1800]
+    for slot in finished:
+        assert slot.covered_s == pytest.approx(900.0)
+        assert slot.averages_w()[0] == pytest.approx((300 * 1_000 + 600 * 2_000) / 900)  # held until the next poll
+
+
+def test_an_outage_is_not_bridged_and_a_mostly_unmeasured_slot_is_not_learned_from() -> None:
+    averager = SlotAverager(900)
+    assert averager.add(SLOT0_S, 1_000.0, 0.0) is None
+    assert averager.add(SLOT0_S + 300, None, 0.0) is None  # the house load cannot be estimated
+    assert averager.add(SLOT0_S + 600, 1_000.0, 0.0) is None
+    assert averager.add(SLOT0_S + 900, 1_000.0, 0.0) is None  # 600 of 900 s: not learned from
+    assert averager.add(SLOT0_S + 1800, 1_000.0, 0.0).covered_s == 900.0
