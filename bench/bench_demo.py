@@ -222,7 +222,7 @@ class TreeSampler(threading.Thread):
             process.last_seen_s = now_s
             process.vm_hwm_kb = max(process.vm_hwm_kb, status.get("VmHWM", 0))
             process.vm_rss_max_kb = max(process.vm_rss_max_kb, status.get("VmRSS", 0))
-            process.cpu_s, process.command = cpu_s, command
+            process.cpu_s, process.command = cpu_s, command or process.command  # empty once it exits
             rss_sum_kb += status.get("VmRSS", 0)
             pss_sum_kb += pss_kb
         self.rss_sum_peak_kb = max(self.rss_sum_peak_kb, rss_sum_kb)

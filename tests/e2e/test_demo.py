@@ -37,7 +37,7 @@ def test_demo_runs_a_community_and_its_report_adds_up(tmp_path: Path) -> None:
     # The market worked: every home settled in every slot from its own reading, nothing estimated.
     with sqlite3.connect(out / "data/community.sqlite") as ledger:
         settlements = [json.loads(body) for (body,) in ledger.execute(
-            "SELECT body_json FROM ledger WHERE kind = 'settlement'")]
+            "SELECT body FROM ledger WHERE kind = 'settlement'")]
     period = {DEFAULT_START_S + index * 900 for index in range(SLOTS)}
     settled = {(item["home"], item["slot_start_s"]) for item in settlements if item["slot_start_s"] in period}
     assert len(settled) == HOMES * SLOTS
