@@ -27,7 +27,9 @@ class RuntimeSettings:
     horizon_steps: int = 48
     telemetry_period_s: float = 300.0
     control_period_s: float = 300.0
-    bid_points: int = 6
+    #: Each bid is a curve of this many re-solves (feed-in, two prices between, retail): with the
+    #: plans, the re-solves are most of a trading day's work.
+    bid_points: int = 4
     submit_lead_s: float = 120.0
     store_bucket_s: int = 300
 
