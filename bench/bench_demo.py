@@ -1,7 +1,7 @@
 """Demo benchmark (issue 6): wall time, CPU and peak memory of ``hems demo`` per community size.
 
 Run: .venv/bin/python bench/bench_demo.py [--homes 10 50 200] [--hours 24] [--json] [--out-root DIR]
-     [--timeout-s S] [--min-available-mb MB]
+     [--timeout-s S] [--min-available-mb MB]   (or --render FILE: the Markdown of a saved --json output)
 (one simulated day of 10 homes takes about 2-3 minutes on the 2-core machine; 200 homes far longer)
 Prints Markdown tables (or JSON with ``--json``); bench/RESULTS.md records the figures with machine and date.
 
@@ -111,6 +111,8 @@ class DemoMeasurement:
     conductor_timeouts: int
     log_errors: int
     other_cpu_s: float  # CPU of every other process on the machine meanwhile
+    sampler_cpu_s: float  # this bench's own sampling thread (it competes for the cores too)
+    frozen_s: float  # wall time during which someone else had stopped (SIGSTOP) the demo's processes
     load_before: tuple[float, float, float]
     load_after: tuple[float, float, float]
     out_directory: str
@@ -147,11 +149,11 @@ def proc_pss_kb(pid: int) -> int:
     return 0
 
 
-def proc_stat(pid: int) -> tuple[int, float]:
-    """(parent pid, utime + stime in seconds) from ``/proc/PID/stat``."""
+def proc_stat(pid: int) -> tuple[str, int, float]:
+    """(state, parent pid, utime + stime in seconds) from ``/proc/PID/stat``."""
     with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
         fields = stat.read().rpartition(")")[2].split()
-    return int(fields[1]), (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_PER_S
+    return fields[0], int(fields[1]), (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_PER_S
 
 
 def process_tree(root_pid: int) -> list[int]:
@@ -160,7 +162,7 @@ def process_tree(root_pid: int) -> list[int]:
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                children.setdefault(proc_stat(int(entry))[0], []).append(int(entry))
+                children.setdefault(proc_stat(int(entry))[1], []).append(int(entry))
             except (OSError, IndexError, ValueError):
                 continue  # gone meanwhile
     tree, frontier = [root_pid], [root_pid]
@@ -190,6 +192,9 @@ def memory_available_kb() -> int:
 class TreeSampler(threading.Thread):
     """Samples a process tree's memory and CPU until stopped; stops the tree if memory runs short."""
 
+    #: Pss walks the page tables (about 6 ms for a 1.2 GB process): read it every this many samples.
+    PSS_EVERY = 10
+
     def __init__(self, root: subprocess.Popen[bytes], period_s: float, min_available_kb: int,
                  deadline: float | None) -> None:
         super().__init__(daemon=True)
@@ -198,21 +203,30 @@ class TreeSampler(threading.Thread):
         self.processes: dict[int, ProcessPeak] = {}
         self.rss_sum_peak_kb = 0
         self.pss_sum_peak_kb = 0
+        self.samples = 0
+        self.last_sample_s = 0.0
+        self.frozen_s = 0.0  # time some process of the tree was stopped (SIGSTOP) by someone else
         self.stopped: str | None = None
+        self.cpu_s = 0.0  # this sampler's own CPU time
         self.done = threading.Event()
 
     def run(self) -> None:
         while not self.done.is_set():
             self.sample()
             self.done.wait(self.period_s)
+        self.cpu_s = time.thread_time()
 
     def sample(self) -> None:
         """Read every process of the tree once."""
         now_s = time.monotonic() - self.started
+        with_pss = self.samples % self.PSS_EVERY == 0
+        self.samples += 1
         rss_sum_kb = pss_sum_kb = 0
+        frozen = False
         for pid in process_tree(self.root.pid):
             try:
-                status, pss_kb, (_, cpu_s) = proc_status_kb(pid), proc_pss_kb(pid), proc_stat(pid)
+                status, (state, _, cpu_s) = proc_status_kb(pid), proc_stat(pid)
+                pss_kb = proc_pss_kb(pid) if with_pss else 0
                 command = _command_line(pid)
                 process = self.processes.get(pid) or self._new_process(pid, now_s, command)
             except (OSError, IndexError, ValueError):
@@ -225,6 +239,10 @@ class TreeSampler(threading.Thread):
             process.cpu_s, process.command = cpu_s, command or process.command  # empty once it exits
             rss_sum_kb += status.get("VmRSS", 0)
             pss_sum_kb += pss_kb
+            frozen = frozen or state == "T"
+        if frozen:
+            self.frozen_s += now_s - self.last_sample_s
+        self.last_sample_s = now_s
         self.rss_sum_peak_kb = max(self.rss_sum_peak_kb, rss_sum_kb)
         self.pss_sum_peak_kb = max(self.pss_sum_peak_kb, pss_sum_kb)
         if self.stopped is None and memory_available_kb() < self.min_available_kb:
@@ -248,6 +266,7 @@ class TreeSampler(threading.Thread):
         self.stopped = reason
         try:
             os.killpg(self.root.pid, signal.SIGTERM)
+            os.killpg(self.root.pid, signal.SIGCONT)  # a stopped process acts on SIGTERM only once continued
         except ProcessLookupError:
             pass
 
@@ -332,7 +351,17 @@ def measure_demo(homes: int, hours: float, directory: Path, sample_s: float, min
     return DemoMeasurement(
         homes, hours, " ".join(["python", *command[1:]]), exit_code, sampler.stopped, wall_s, cpu_s,
         sampler.rss_sum_peak_kb, sampler.pss_sum_peak_kb, sorted(sampler.processes.values(), key=lambda p: p.pid),
-        runs, timeouts, errors, max(other_cpu_s, 0.0), load_before, os.getloadavg(), str(directory), failure_tail)
+        runs, timeouts, errors, max(other_cpu_s, 0.0), sampler.cpu_s, sampler.frozen_s, load_before, os.getloadavg(), str(directory), failure_tail)
+
+
+def measurement_from_json(saved: dict) -> DemoMeasurement:
+    """A measurement back from its ``--json`` form."""
+    fields = {name: value for name, value in saved.items() if name != "largest_hwm_kb"}
+    fields["processes"] = [ProcessPeak(**process) for process in saved["processes"]]
+    fields["runs"] = [RunFigures(**run) for run in saved["runs"]]
+    for name in ("sampler_cpu_s", "frozen_s"):  # not in the outputs of the bench's first version
+        fields.setdefault(name, float("nan"))
+    return DemoMeasurement(**fields)
 
 
 def _own_cpu_s() -> float:
@@ -410,7 +439,8 @@ def markdown(measurements: list[DemoMeasurement], limits_kb: dict[str, int], abo
                             _ms(run.solve_ms_median), _ms(run.solve_ms_p95), _ms(run.solve_ms_max), total,
                             str(run.home_messages_sent), str(run.manager_messages_sent)])
         notes.append(f"{m.homes} homes: conductor time-outs {m.conductor_timeouts}, ERROR lines in logs "
-                     f"{m.log_errors}; output in {m.out_directory}")
+                     f"{m.log_errors}; the bench's sampling used {m.sampler_cpu_s:.1f} s CPU; processes stopped "
+                     f"by someone else for {m.frozen_s:.0f} s; output in {m.out_directory}")
         notes += [f"  {line}" for line in m.failure_tail]
     header = (f"{about['date']}; nproc {about['nproc']}, {about['machine']}, {about['cpu']}, RAM {about['memory_total']}"
               f" ({about['memory_available']} available); Python {about['python']}; {about['packages']}; "
@@ -441,7 +471,13 @@ def main() -> None:
     parser.add_argument("--timeout-s", type=float, help="stop a size's demo after this long")
     parser.add_argument("--min-available-mb", type=int, default=500,
                         help="stop a demo when the machine's MemAvailable falls under this")
+    parser.add_argument("--render", type=Path, metavar="FILE", help="print the Markdown of a saved --json output")
     arguments = parser.parse_args()
+    if arguments.render is not None:
+        saved = json.loads(arguments.render.read_text(encoding="utf-8"))
+        print(markdown([measurement_from_json(demo) for demo in saved["demos"]], saved["imports_vm_hwm_kb"],
+                       saved["about"]))
+        return
     out_root = arguments.out_root or Path(tempfile.mkdtemp(prefix="bench-demo-"))
     about = machine()
     limits_kb = {modules: bare_imports_hwm_kb(modules) for modules in (BARE_IMPORTS, WORKER_IMPORTS)}
