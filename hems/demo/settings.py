@@ -22,14 +22,16 @@ class RuntimeSettings:
     """
 
     slot_s: int = 900
-    #: 12 h ahead (the daemon's default is 24 h): the plans of ten homes re-solved for every bid
-    #: are the demo's largest cost, and half the horizon halves it.
-    horizon_steps: int = 48
+    #: 9 h ahead (the daemon's default is 24 h): the plans of ten homes, re-solved for every bid,
+    #: are the demo's largest cost, and it scales with the horizon. Nine hours still see the
+    #: evening from noon and the morning sun from the evening.
+    horizon_steps: int = 36
     telemetry_period_s: float = 300.0
     control_period_s: float = 300.0
-    #: Each bid is a curve of this many re-solves (feed-in, two prices between, retail): with the
-    #: plans, the re-solves are most of a trading day's work.
-    bid_points: int = 4
+    #: Each bid is a curve of this many re-solves (feed-in, the middle, retail): with the plans,
+    #: the re-solves are most of a trading day's work (4 points: 125 s for ten homes' day, 3: under
+    #: two minutes; bench/RESULTS.md).
+    bid_points: int = 3
     submit_lead_s: float = 120.0
     store_bucket_s: int = 300
 
