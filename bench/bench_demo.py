@@ -388,12 +388,14 @@ def machine() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             versions[package] = "absent"
     commit = _git("rev-parse", "--short", "HEAD")
+    changed = [line[3:] for line in _git("status", "--porcelain").splitlines() if line[3:].startswith("hems/")]
     dirty = bool(_git("status", "--porcelain"))
     return {"date": f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC", "nproc": str(os.cpu_count()),
             "machine": platform.machine(), "cpu": cpu, "memory_total": memory.get("MemTotal", "?"),
             "memory_available": memory.get("MemAvailable", "?"), "python": platform.python_version(),
             "packages": ", ".join(f"{name} {version}" for name, version in versions.items()),
-            "code": f"working tree of {commit} + uncommitted changes" if dirty else f"commit {commit}, clean tree"}
+            "code": (f"working tree of {commit} + uncommitted changes (in hems/: {', '.join(changed) or 'none'})"
+                     if dirty else f"commit {commit}, clean tree")}
 
 
 def _git(*arguments: str) -> str:
