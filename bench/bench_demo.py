@@ -2,7 +2,7 @@
 
 Run: .venv/bin/python bench/bench_demo.py [--homes 10 50 200] [--hours 24] [--json] [--out-root DIR]
      [--timeout-s S] [--min-available-mb MB]   (or --render FILE: the Markdown of a saved --json output)
-(one simulated day of 10 homes takes about 2-3 minutes on the 2-core machine; 200 homes far longer)
+(one simulated day on the idle 2-core machine: 10 homes about 2 minutes, 50 homes 12, 200 homes 50)
 Prints Markdown tables (or JSON with ``--json``); bench/RESULTS.md records the figures with machine and date.
 
 Each size runs the real command a user types, ``python -m hems demo --homes N --hours H --out DIR``,
@@ -11,24 +11,30 @@ the multiprocessing manager, the embedded brokers and the report are all inside 
 
 - Wall time: the whole command, ``time.monotonic`` around it.
 - CPU time: ``resource.getrusage(RUSAGE_CHILDREN)`` before and after; it covers the command and
-  every descendant it waited for. Per process: utime + stime from ``/proc/PID/stat``, last sample.
+  every descendant it waited for (a demo stopped by the bench leaves its workers to init: their CPU
+  then counts as other processes'). Per process: utime + stime from ``/proc/PID/stat``, last sample.
 - Memory: every ``--sample-s`` (0.2 s) the process tree (found through the parents in ``/proc/*/stat``)
-  is read: ``VmRSS`` and ``VmHWM`` from ``/proc/PID/status``, ``Pss`` from ``/proc/PID/smaps_rollup``.
+  is read: ``VmRSS`` and ``VmHWM`` from ``/proc/PID/status``, and every tenth time ``Pss`` from
+  ``/proc/PID/smaps_rollup`` (it walks the page tables: about 6 ms for a 1.2 GB process).
   Reported: each process's ``VmHWM`` (the kernel's exact peak), the largest of them, and the peak of
   the tree's sum of ``VmRSS`` (processes alive at once; shared pages counted in each process) and of
   ``Pss`` (shared pages split). The sums are sampled, so a peak shorter than the period can be missed.
   A spawned process that maps the OSQP library is a worker (it runs one community run); the other
   spawned ones are the multiprocessing manager and the resource tracker.
-- The limit measured in the same run: ``VmHWM`` of a bare interpreter that imports what a worker's
+- The limits measured in the same run: ``VmHWM`` of a bare interpreter that imports what a worker's
   daemons import (``cvxpy``, ``pymodbus``, ``hems.runtime.home``), so that
-  per home = (worker ``VmHWM`` - bare imports) / homes (each worker runs the whole community).
+  per home = (worker ``VmHWM`` - bare imports) / homes (each worker runs the whole community); and
+  of one that also imports what the worker imports before it builds the homes (the demo's modules,
+  pvlib and pandas), which leaves the homes' own share.
   For time, the runs' plan solve times from the report's ``results.json`` against the wall time.
 - From ``results.json`` (``stats`` per scenario): each runtime run's wall time, plans and solve-time
   median/p95/max, messages; the message wait and the solve-time sum when the report carries them
   (otherwise plans x median stands in for the sum, marked as an estimate). From ``DIR/logs``: the
   conductor's time-outs ("did not happen within") and ERROR lines.
 - Whether the machine was otherwise idle: CPU seconds of all processes from ``/proc/stat`` minus the
-  demo's and this script's own, over the run, and the load average before and after.
+  demo's and this script's own, over the run, and the load average before and after. The sampler's
+  own CPU is reported, and the time any process of the tree spent stopped (state ``T``: someone
+  sent it SIGSTOP), which a wall time must not silently include.
 
 A size whose run fails, or is stopped because ``MemAvailable`` fell under ``--min-available-mb`` or
 the time-out passed, is reported with the last lines of its stderr and logs; the report stays in
@@ -348,10 +354,12 @@ def measure_demo(homes: int, hours: float, directory: Path, sample_s: float, min
     if exit_code != 0 or sampler.stopped:
         stderr_lines = (directory / "stderr.txt").read_text(encoding="utf-8", errors="replace").splitlines()
         failure_tail = [f"stderr: {line[-300:]}" for line in stderr_lines[-15:]] + log_tails
+    processes = sorted(sampler.processes.values(), key=lambda process: process.pid)
     return DemoMeasurement(
         homes, hours, " ".join(["python", *command[1:]]), exit_code, sampler.stopped, wall_s, cpu_s,
-        sampler.rss_sum_peak_kb, sampler.pss_sum_peak_kb, sorted(sampler.processes.values(), key=lambda p: p.pid),
-        runs, timeouts, errors, max(other_cpu_s, 0.0), sampler.cpu_s, sampler.frozen_s, load_before, os.getloadavg(), str(directory), failure_tail)
+        sampler.rss_sum_peak_kb, sampler.pss_sum_peak_kb, processes, runs, timeouts, errors,
+        max(other_cpu_s, 0.0), sampler.cpu_s, sampler.frozen_s, load_before, os.getloadavg(), str(directory),
+        failure_tail)
 
 
 def measurement_from_json(saved: dict) -> DemoMeasurement:
@@ -411,7 +419,7 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def mb(kb: int) -> str:
-    return f"{kb / 1024:.0f} MB"
+    return f"{kb / 1024:.0f} MiB"
 
 
 def markdown(measurements: list[DemoMeasurement], limits_kb: dict[str, int], about: dict[str, str]) -> str:
@@ -422,14 +430,15 @@ def markdown(measurements: list[DemoMeasurement], limits_kb: dict[str, int], abo
         outcome = "ok" if m.exit_code == 0 and not m.stopped else (m.stopped or f"exit {m.exit_code}")
         worker_hwm_kb = max((worker.vm_hwm_kb for worker in m.workers), default=0)
         per_home = (f"{(worker_hwm_kb - bare_kb) / 1024 / m.homes:.1f} / "
-                    f"{(worker_hwm_kb - worker_imports_kb) / 1024 / m.homes:.1f} MB" if worker_hwm_kb else "-")
+                    f"{(worker_hwm_kb - worker_imports_kb) / 1024 / m.homes:.1f} MiB" if worker_hwm_kb else "-")
         rows.append([str(m.homes), f"{m.hours:g} h", outcome, f"**{m.wall_s:.1f} s**", f"{m.cpu_s:.1f} s",
                      f"{m.cpu_s / m.wall_s:.2f}", mb(m.tree_rss_sum_peak_kb), mb(m.tree_pss_sum_peak_kb),
                      f"**{mb(m.largest_hwm_kb)}**", per_home,
                      f"{m.other_cpu_s:.1f} s ({m.other_cpu_s / m.wall_s / (os.cpu_count() or 1):.0%}); "
                      f"load {m.load_before[0]:.2f} -> {m.load_after[0]:.2f}"])
         for process in m.processes:
-            role = process.role if process.role in ("hems demo", "worker") else f"{process.role}: `{process.command[:60]}`"
+            role = (process.role if process.role in ("hems demo", "worker")
+                    else f"{process.role}: `{process.command[:60]}`")
             per_process.append([str(m.homes), role, str(process.pid), mb(process.vm_hwm_kb),
                                 f"{process.first_seen_s:.1f}-{process.last_seen_s:.1f} s", f"{process.cpu_s:.1f} s"])
         for run in m.runs:
@@ -444,8 +453,9 @@ def markdown(measurements: list[DemoMeasurement], limits_kb: dict[str, int], abo
                      f"{m.log_errors}; the bench's sampling used {m.sampler_cpu_s:.1f} s CPU; processes stopped "
                      f"by someone else for {m.frozen_s:.0f} s; output in {m.out_directory}")
         notes += [f"  {line}" for line in m.failure_tail]
-    header = (f"{about['date']}; nproc {about['nproc']}, {about['machine']}, {about['cpu']}, RAM {about['memory_total']}"
-              f" ({about['memory_available']} available); Python {about['python']}; {about['packages']}; "
+    header = (f"{about['date']}; nproc {about['nproc']}, {about['machine']}, {about['cpu']}, "
+              f"RAM {about['memory_total']} ({about['memory_available']} available); Python {about['python']}; "
+              f"{about['packages']}; "
               f"{about['code']}\n\nLimits (VmHWM of a fresh interpreter): `python -c \"import {BARE_IMPORTS}\"` "
               f"{mb(bare_kb)}; with the worker's imports (`{WORKER_IMPORTS}`) {mb(worker_imports_kb)}")
     return "\n\n".join([
@@ -454,8 +464,8 @@ def markdown(measurements: list[DemoMeasurement], limits_kb: dict[str, int], abo
                "largest VmHWM", "per home: (worker - bare) / homes, (worker - worker imports) / homes",
                "other processes' CPU; load"], rows),
         table(["homes", "process", "pid", "VmHWM", "alive", "CPU"], per_process),
-        table(["homes", "run", "wall", "message wait", "plans", "solve median", "p95", "max", "solve sum (share of the run's wall)",
-               "home msgs sent", "manager msgs sent"], per_run),
+        table(["homes", "run", "wall", "message wait", "plans", "solve median", "p95", "max",
+               "solve sum (share of the run's wall)", "home msgs sent", "manager msgs sent"], per_run),
         "\n".join(f"- {note}" for note in notes)])
 
 
