@@ -20,6 +20,7 @@ from hems.demo.broker import EmbeddedBroker, embedded_broker
 from hems.protocol.mqtt import BrokerSettings, IncomingMessage, MqttLink, WillMessage
 from tests.conftest import wait_for
 from tests.protocol.test_mqtt_link import Inbox, TcpProxy
+from tests.protocol.test_mqtt_link import Links as MosquittoLinks
 
 TIMEOUT_S = 5.0
 HOMES = 200  # the demo's largest community
@@ -30,27 +31,17 @@ def settings(url: str, client_id: str, **overrides: object) -> BrokerSettings:
     return BrokerSettings(url, client_id, **{**defaults, **overrides})  # type: ignore[arg-type]
 
 
-class Links:
-    """Starts links whose subscriptions are known to be active at the broker; stops them all at the end."""
+class Links(MosquittoLinks):
+    """The MQTT link tests' starter, settled the amqtt way; stops every link at the end."""
 
-    def __init__(self) -> None:
-        self.started: list[MqttLink] = []
-
-    async def start(self, link_settings: BrokerSettings, subscriptions: dict[str, Inbox] | None = None,
-                    **kwargs: object) -> MqttLink:
-        link = MqttLink(link_settings, **kwargs)  # type: ignore[arg-type]
-        for topic_filter, inbox in (subscriptions or {}).items():
-            link.subscribe(topic_filter, inbox)
-        ready = Inbox()
-        probe = f"ready/{link_settings.client_id}"
-        link.subscribe(probe, ready)
-        self.started.append(link)
-        await link.start(connect_timeout_s=TIMEOUT_S)
+    async def settle(self, link: MqttLink) -> None:
         # amqtt may acknowledge a PUBLISH before it has handled an earlier SUBSCRIBE, so a round trip
-        # proves nothing; a retained probe arrives once the subscriptions (sent in one packet) are in.
+        # proves nothing; a retained probe arrives once the SUBSCRIBEs before its own are in.
+        ready = Inbox()
+        probe = f"ready/{link.settings.client_id}"
+        link.subscribe(probe, ready)
         assert await link.publish(probe, b"ready", retain=True, timeout_s=TIMEOUT_S)
         await wait_for(lambda: ready.messages, TIMEOUT_S)
-        return link
 
     async def stop_all(self) -> None:
         await asyncio.gather(*(link.stop() for link in self.started))

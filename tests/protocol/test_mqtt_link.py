@@ -116,8 +116,12 @@ class Links:
             link.subscribe(topic_filter, inbox)
         self.started.append(link)
         await link.start(connect_timeout_s=TIMEOUT_S)
-        await settle(link)
+        await self.settle(link)
         return link
+
+    async def settle(self, link: MqttLink) -> None:
+        """Return once the link's subscriptions are in place at the broker."""
+        await settle(link)
 
 
 async def settle(link: MqttLink) -> None:
