@@ -11,7 +11,9 @@ reference is a second OSQP instance with identical settings fed exactly the same
 sequence (update of the changed vectors/matrices + warm solve; setup excluded), interleaved
 with the planner's solves so both see the same machine noise. The "shift" cases are the daemon's
 rolling re-plan (each horizon one slot later); there both warm-start from the previous solution
-shifted by one slot.
+shifted by one slot. The EV has no minimum power in these cases; ``ev_minimum_*`` times whole
+plans with a 4.14 kW minimum (the pattern re-solves of hems.mpc.ev_minimum) against the same
+plans without one.
 """
 
 from __future__ import annotations
@@ -53,12 +55,15 @@ IMPORT_S = time.perf_counter() - started
 RSS_AFTER_IMPORT = rss_mb()
 
 
-def full_site() -> SiteConfig:
+def full_site(ev_min_charge_w: float = 0.0) -> SiteConfig:
+    """The full home model. The EV minimum is off by default: with it, a plan adds re-solves
+    with a fixed on/off pattern (hems.mpc.ev_minimum), which the raw-OSQP ratio must not mix
+    in; :func:`ev_minimum_cost` measures them."""
     return SiteConfig(
         battery=BatteryConfig(capacity_wh=10_000, max_charge_w=5_000, max_discharge_w=5_000,
                               charge_taper_start_soc=0.8, charge_w_at_full=1_000, backup_reserve_soc=0.2),
         grid=GridConfig(import_limit_w=17_000, export_limit_w=7_000, demand_charge_per_kw=0.1),
-        ev=EvConfig(max_charge_w=11_000, min_charge_w=1_400), heat_pump=HeatPumpConfig(max_electric_w=3_000),
+        ev=EvConfig(max_charge_w=11_000, min_charge_w=ev_min_charge_w), heat_pump=HeatPumpConfig(max_electric_w=3_000),
         mpc=MpcSettings(market_enabled=True),
     )
 
@@ -98,10 +103,8 @@ class RawOsqp:
         update = {}
         if not np.array_equal(data.q, self.last.q):
             update["q"] = data.q
-        if not np.array_equal(data.l, self.last.l):
-            update["l"] = data.l
-        if not np.array_equal(data.u, self.last.u):
-            update["u"] = data.u
+        if not (np.array_equal(data.l, self.last.l) and np.array_equal(data.u, self.last.u)):
+            update["l"], update["u"] = data.l, data.u  # both, as OsqpSession (OSQP 1.1 pitfall)
         if not np.array_equal(data.p_upper.data, self.last.p_upper.data):
             update["Px"] = data.p_upper.data
         if not np.array_equal(data.a.data, self.last.a.data):
@@ -212,6 +215,41 @@ def resolve_series(n: int, step_s: int, count: int, seed: int, mode: str) -> dic
     }, planner
 
 
+def ev_minimum_cost(n: int, step_s: int, count: int, seed: int, minimum_w: float) -> dict:
+    """plan() on the same forecast updates with the EV at ``minimum_w`` and without a minimum,
+    interleaved, the car connected for the whole horizon (the case where every plan rounds)."""
+    from datetime import timedelta
+
+    rng = np.random.default_rng(seed)
+    base = scenario(n, step_s, rng)
+    base = dataclasses.replace(base, ev_session=EvSession(base.start, base.start + timedelta(seconds=n * step_s),
+                                                          float(rng.uniform(1e4, 3e4))))
+    planners = {}
+    for label, minimum in (("without", 0.0), ("with", minimum_w)):
+        site = full_site(minimum)
+        planners[label] = Planner(dataclasses.replace(site, mpc=dataclasses.replace(site.mpc, horizon_steps=n, step_s=step_s)))
+        planners[label].plan(base)
+    inputs = [perturbed(base, rng) for _ in range(count)]
+    seconds: dict[str, list[float]] = {"without": [], "with": []}
+    costs: dict[str, list[float]] = {"without": [], "with": []}
+    for item in inputs:
+        for label, planner in planners.items():
+            t0 = time.perf_counter()
+            plan = planner.plan(item)
+            seconds[label].append(time.perf_counter() - t0)
+            costs[label].append(plan.cost.total)
+    counters = planners["with"].counters
+    ms = lambda values: round(statistics.median(values) * 1000, 2)  # noqa: E731
+    return {
+        "steps": n, "step_s": step_s, "minimum_w": minimum_w, "plans": count,
+        "plan_median_ms_without_minimum": ms(seconds["without"]), "plan_median_ms_with_minimum": ms(seconds["with"]),
+        "ratio": round(statistics.median(seconds["with"]) / statistics.median(seconds["without"]), 2),
+        "pattern_resolves_per_plan": round(counters.ev_minimum_resolves / (count + 1), 2),
+        "pattern_failures": counters.ev_minimum_failed, "rounded_slots": counters.ev_minimum_rounded_slots,
+        "cost_increase_median": round(statistics.median(np.subtract(costs["with"], costs["without"])), 4),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--resolves", type=int, default=200)
@@ -228,6 +266,8 @@ def main() -> None:
     result["full_576_update"], _ = resolve_series(576, 300, max(arguments.resolves // 4, 20), seed=2, mode="update")
     result["full_576_shift"], _ = resolve_series(576, 300, max(arguments.resolves // 4, 20), seed=7, mode="shift")
     result["full_576_random"], _ = resolve_series(576, 300, max(arguments.resolves // 4, 20), seed=5, mode="random")
+    result["ev_minimum_96"] = ev_minimum_cost(96, 900, max(arguments.resolves // 2, 20), seed=8, minimum_w=4_140)
+    result["ev_minimum_576"] = ev_minimum_cost(576, 300, max(arguments.resolves // 8, 10), seed=9, minimum_w=4_140)
     rng = np.random.default_rng(3)
     inputs = scenario(96, 900, rng)
     t0 = time.perf_counter()

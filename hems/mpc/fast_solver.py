@@ -209,10 +209,11 @@ class OsqpSession:
         last, update = self._last, {}
         if not np.array_equal(data.q, last.q):
             update["q"] = data.q
-        if not np.array_equal(data.l, last.l):
-            update["l"] = data.l
-        if not np.array_equal(data.u, last.u):
-            update["u"] = data.u
+        if not (np.array_equal(data.l, last.l) and np.array_equal(data.u, last.u)):
+            # Always both: OSQP 1.1 checks a lone new u against its stored l, which a matrix
+            # update has unscaled and rescaled, so an equality row (l = u) can fail by one ulp
+            # ("Problem data validation") and the solve runs on the old bounds.
+            update["l"], update["u"] = data.l, data.u
         if not np.array_equal(data.p_upper.data, last.p_upper.data):
             update["Px"] = data.p_upper.data
         if not np.array_equal(data.a.data, last.a.data):
@@ -238,6 +239,12 @@ class OsqpSession:
             self.last_x = self.last_y = None
         return SolveResult(ok, str(result.info.status), np.array(result.x) if ok else None,
                            float(result.info.obj_val) + data.offset, int(result.info.iter), elapsed)
+
+    def restore(self, x: np.ndarray, y: np.ndarray) -> None:
+        """Make (x, y), an earlier solution, the last solution again: the next solve warm-starts
+        from it (shifted in time if asked)."""
+        self.last_x, self.last_y = x, y
+        self._solver.warm_start(x=x, y=y)
 
     def warm_start(self, x: np.ndarray, y: np.ndarray | None = None) -> None:
         """Seed the next solve with a primal (and dual) guess, e.g. the previous solution

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
+from hems.mpc import ev_minimum
 from hems.mpc.fallback import self_consumption
 from hems.mpc.fast_solver import CompiledQp, OsqpSession, SolveResult, solve_clarabel
 from hems.mpc.inputs import PlanInputs, PreparedInputs, prepare
@@ -40,6 +41,9 @@ class OutcomeCounters:
     netted_slots: int = 0
     plans_with_repaired_inputs: int = 0
     plans_with_slack: int = 0
+    ev_minimum_resolves: int = 0  # re-solves with an EV on/off pattern fixed
+    ev_minimum_failed: int = 0
+    ev_minimum_rounded_slots: int = 0  # slots the realisation had to round (safety net)
 
 
 @dataclass(frozen=True)
@@ -93,31 +97,70 @@ class Planner:
 
     def solve(self, prepared: PreparedInputs, regularisation: float | None = None,
               solvers: tuple[str, ...] = SOLVERS, time_budget_s: float | None = None) -> SolveOutcome:
-        """Run the solver chain on ``prepared``; count each outcome."""
+        """Run the solver chain on ``prepared``; count each outcome. With an EV minimum power,
+        the solver that succeeded re-solves with each candidate on/off pattern fixed and keeps the
+        cheapest (hems.mpc.ev_minimum)."""
         started = time.perf_counter()
         budget = self.site.mpc.time_budget_s if time_budget_s is None else time_budget_s
         deadline = started + budget
-        data = self.compiled.data(self.compiled.vector(self.model.parameter_values(prepared, regularisation)))
+        values = self.model.parameter_values(prepared, regularisation)
         attempts: list[str] = []
         for name in solvers:
-            remaining = deadline - time.perf_counter()
-            if name == "osqp":
-                result = self._osqp.solve(data, time_limit_s=min(remaining, OSQP_SHARE_OF_BUDGET * budget)
-                                          if len(solvers) > 1 else remaining,
-                                          shift=self._shift(prepared.start))
-            elif name == "clarabel":
-                result = solve_clarabel(data, time_limit_s=remaining)
-            else:
-                raise ValueError(f"unknown solver {name!r}")
+            osqp_cap = OSQP_SHARE_OF_BUDGET * budget if len(solvers) > 1 else budget
+            result = self._run(name, values, deadline, osqp_cap, self._shift(prepared.start))
             attempts.append(f"{name}:{result.status}")
             if name == "osqp":
                 self._last_start = prepared.start if result.ok else None
-            if result.ok:
-                setattr(self.counters, name, getattr(self.counters, name) + 1)
-                return SolveOutcome(self._powers(result), name, tuple(attempts), result.objective,
-                                    time.perf_counter() - started)
-            setattr(self.counters, f"{name}_failed", getattr(self.counters, f"{name}_failed") + 1)
+            if not result.ok:
+                setattr(self.counters, f"{name}_failed", getattr(self.counters, f"{name}_failed") + 1)
+                continue
+            setattr(self.counters, name, getattr(self.counters, name) + 1)
+            powers, objective = self._powers(result), result.objective
+            relaxed = powers
+            patterns = self._ev_patterns(powers, prepared)
+            relaxed_state = (self._osqp.last_x, self._osqp.last_y) if name == "osqp" else None
+            for lower_w, upper_w in patterns:
+                values["ev_min_kw"], values["ev_max_kw"] = lower_w / W_PER_KW, upper_w / W_PER_KW
+                fixed = self._run(name, values, deadline, osqp_cap, shift=None)
+                attempts.append(f"{name}:ev_minimum:{fixed.status}")
+                if not fixed.ok:
+                    self.counters.ev_minimum_failed += 1
+                    continue
+                self.counters.ev_minimum_resolves += 1
+                if powers is relaxed or fixed.objective < objective:
+                    powers, objective = self._powers(fixed), fixed.objective
+            if patterns and relaxed_state is not None:
+                # The next plan's relaxation starts best from this relaxation, not a rounded plan.
+                self._osqp.restore(*relaxed_state)
+            # If every pattern failed, the realisation rounds the relaxed powers instead.
+            return SolveOutcome(powers, name, tuple(attempts), objective, time.perf_counter() - started)
         return SolveOutcome(None, "rule_based", tuple(attempts), float("nan"), time.perf_counter() - started)
+
+    def _run(self, name: str, values: dict[str, np.ndarray], deadline: float, osqp_cap_s: float,
+             shift: tuple[np.ndarray, np.ndarray] | None) -> SolveResult:
+        """One solve of the QP for ``values`` with solver ``name`` within the time left."""
+        data = self.compiled.data(self.compiled.vector(values))
+        remaining = deadline - time.perf_counter()
+        if name == "osqp":
+            return self._osqp.solve(data, time_limit_s=min(remaining, osqp_cap_s), shift=shift)
+        if name == "clarabel":
+            return solve_clarabel(data, time_limit_s=remaining)
+        raise ValueError(f"unknown solver {name!r}")
+
+    def _ev_patterns(self, powers: DevicePowers, prepared: PreparedInputs) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(lower, upper) EV power bounds in W per candidate on/off pattern of the relaxed plan;
+        empty when the plan needs no rounding (hems.mpc.ev_minimum)."""
+        ev = self.site.ev
+        if ev is None or ev.min_charge_w <= 0 or powers.ev_w is None:
+            return []
+        floor_w = ev_minimum.minimum_per_slot(ev.min_charge_w, prepared.ev_available)
+        max_w = ev.max_charge_w * prepared.ev_available
+        dt_h, needed_wh = self.shape.dt_h, prepared.ev_energy_needed_wh
+        if not ev_minimum.needs_pattern(powers.ev_w, floor_w, max_w, dt_h, ev.charge_efficiency, needed_wh):
+            return []
+        patterns = ev_minimum.candidate_patterns(powers.ev_w, floor_w, max_w, dt_h, ev.charge_efficiency,
+                                                 needed_wh, prepared.ev_max_energy_wh)
+        return [ev_minimum.pattern_bounds(on, floor_w, max_w) for on in patterns]
 
     def _shift(self, start: datetime) -> tuple[np.ndarray, np.ndarray] | None:
         """Shift index arrays when ``start`` is a whole number of slots (within the horizon)
@@ -165,6 +208,9 @@ class Planner:
         if realised.netted_slots:
             flags.append(f"charge_discharge_overlap_netted:{realised.netted_slots}")
             self.counters.netted_slots += realised.netted_slots
+        if realised.ev_rounded_slots:
+            flags.append(f"ev_minimum_power_rounded:{realised.ev_rounded_slots}")
+            self.counters.ev_minimum_rounded_slots += realised.ev_rounded_slots
         if prepared.flags:
             self.counters.plans_with_repaired_inputs += 1
         if realised.slack.any:

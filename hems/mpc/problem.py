@@ -99,12 +99,12 @@ class MpcModel:
         penalties = weight * dt * cp.sum(slack_import + slack_export + slack_cap + slack_reserve) + weight * slack_final
 
         if shape.has_ev:
-            ev_max = self._param("ev_max_kw", n, nonneg=True)
+            ev_min, ev_max = self._param("ev_min_kw", n, nonneg=True), self._param("ev_max_kw", n, nonneg=True)
             ev_needed = self._param("ev_needed_kwh", None)
             ev_room = self._param("ev_room_kwh", None)
             ev_power, slack_ev = self._var("ev_kw", n), self._var("slack_ev_kwh", None)
             delivered = dt * site.ev.charge_efficiency * cp.sum(ev_power)
-            constraints += [ev_power >= 0, ev_power <= ev_max, delivered + slack_ev >= ev_needed,
+            constraints += [ev_power >= ev_min, ev_power <= ev_max, delivered + slack_ev >= ev_needed,
                             delivered <= ev_room, slack_ev >= 0]
             demand = demand + ev_power
             regularised = regularised + cp.sum_squares(ev_power)
@@ -187,6 +187,8 @@ class MpcModel:
             "net_cap_kw": prepared.net_demand_cap_w * kw,
         }
         if shape.has_ev:
+            # The relaxation; the minimum power enters through hems.mpc.ev_minimum's pattern.
+            values["ev_min_kw"] = np.zeros(shape.n_steps)
             values["ev_max_kw"] = prepared.ev_available * site.ev.max_charge_w * kw
             values["ev_needed_kwh"] = np.asarray(prepared.ev_energy_needed_wh * kw)
             values["ev_room_kwh"] = np.asarray(prepared.ev_max_energy_wh * kw)

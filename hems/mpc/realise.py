@@ -5,14 +5,16 @@ prefer charging and discharging at once (see docs/mpc.md). Everything reported i
 :class:`~hems.mpc.plan.Plan` is therefore *derived* here from the device setpoints alone:
 
 1. powers are clipped to the device limits;
-2. any charge/discharge overlap is netted: the slot keeps the same stored-energy change, with
+2. an EV power between zero and the charger's minimum is moved to the nearer of the two
+   (:func:`hems.mpc.ev_minimum.round_to_minimum`; the planner's re-solve normally leaves none);
+3. any charge/discharge overlap is netted: the slot keeps the same stored-energy change, with
    only one of the two powers non-zero (so no plan ever charges and discharges at once);
-3. the SoC is re-simulated from the measured SoC and the powers trimmed where a bound would be
+4. the SoC is re-simulated from the measured SoC and the powers trimmed where a bound would be
    crossed, so the SoC trajectory satisfies its bounds exactly;
-4. the thermal store is re-simulated with the heat pump's powers;
-5. grid import and export follow from the energy balance of every slot, curtailing PV (where
+5. the thermal store is re-simulated with the heat pump's powers;
+6. grid import and export follow from the energy balance of every slot, curtailing PV (where
    the inverter allows it) to respect the export limit;
-6. slack, costs and penalties are measured on the result.
+7. slack, costs and penalties are measured on the result.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hems.mpc.ev_minimum import minimum_per_slot, round_to_minimum
 from hems.mpc.inputs import PreparedInputs, heat_pump_cop
 from hems.mpc.plan import CostBreakdown, PlanStep, SlackReport
 from hems.mpc.shape import ModelShape
@@ -50,6 +53,7 @@ class Realised:
     cost: CostBreakdown
     slack: SlackReport
     netted_slots: int
+    ev_rounded_slots: int = 0
 
 
 def _net_overlap(charge: np.ndarray, discharge: np.ndarray, eta_c: float, eta_d: float) -> tuple[np.ndarray, np.ndarray, int]:
@@ -71,9 +75,10 @@ def realise(site: SiteConfig, shape: ModelShape, prepared: PreparedInputs, power
     discharge = np.clip(np.nan_to_num(powers.discharge_w), 0.0, battery.max_discharge_w)
     charge, discharge, netted = _net_overlap(charge, discharge, eta_c, eta_d)
 
-    ev = np.zeros(n)
+    ev, ev_rounded = np.zeros(n), 0
     if site.ev is not None and powers.ev_w is not None:
         ev = np.clip(np.nan_to_num(powers.ev_w), 0.0, site.ev.max_charge_w * prepared.ev_available)
+        ev, ev_rounded = round_to_minimum(ev, minimum_per_slot(site.ev.min_charge_w, prepared.ev_available))
     heat_pump, temperature = _thermal(site, shape, prepared, powers)
 
     pv = prepared.pv_w
@@ -128,7 +133,7 @@ def realise(site: SiteConfig, shape: ModelShape, prepared: PreparedInputs, power
         )
         for t in range(n)
     )
-    return Realised(steps, cost, slack, netted)
+    return Realised(steps, cost, slack, netted, ev_rounded)
 
 
 def _thermal(site: SiteConfig, shape: ModelShape, prepared: PreparedInputs,
