@@ -1,0 +1,1 @@
+"""Iterative (negotiated) clearing: exchange ADMM and bilateral ADMM (docs/negotiation.md)."""
