@@ -37,6 +37,19 @@ class Trades:
 
 
 @dataclass(frozen=True)
+class Negotiation:
+    """One exchange-ADMM round as the plan sees it (hems.community.negotiation.exchange).
+
+    In the negotiated slots (``first_slot`` onwards, one per target) the retailer is a party of the
+    community's exchange, so the home's own tariff drops out of its objective there, and its net
+    import E (kWh per slot) is pulled towards the round's target v by ``rho/2 * (E - v)²``."""
+
+    first_slot: int
+    target_wh: Sequence[float]
+    rho_per_kwh2: float
+
+
+@dataclass(frozen=True)
 class PlanInputs:
     """What changes from one solve to the next. Arrays are per slot, starting at ``start``."""
 
@@ -57,6 +70,7 @@ class PlanInputs:
     export_limit_w: Sequence[float] | None = None  # per-slot override of the site's limit
     peak_import_so_far_w: float = 0.0  # highest import already billed in this period
     community_price_band: tuple[float, float] | None = None  # (floor, cap) of the local market
+    negotiation: Negotiation | None = None  # an ADMM round in progress
 
 
 @dataclass
@@ -85,6 +99,10 @@ class PreparedInputs:
     comfort_min_c: np.ndarray
     comfort_max_c: np.ndarray
     community_price_band: tuple[float, float] | None
+    # The ADMM proximity term, per slot: sum of (scale * net_import_kw - target)²; zero outside a
+    # negotiation (see :class:`Negotiation`).
+    negotiation_scale: np.ndarray | None = None
+    negotiation_target: np.ndarray | None = None
     flags: list[str] = field(default_factory=list)
 
     @property
@@ -218,6 +236,11 @@ def prepare(inputs: PlanInputs, site: SiteConfig, n_steps: int, step_s: int) -> 
             flags.append("indoor_temp_c:nan_replaced")
         indoor = heat.initial_temp_c if heat else 20.0
 
+    negotiation_scale, negotiation_target = _negotiation(inputs.negotiation, site, n_steps, step_s, flags)
+    if negotiation_scale.any():
+        negotiated = negotiation_scale > 0
+        import_price, export_price = np.where(negotiated, 0.0, import_price), np.where(negotiated, 0.0, export_price)
+
     peak = float(inputs.peak_import_so_far_w)
     if not np.isfinite(peak) or peak < 0:
         flags.append("peak_import_so_far_w:invalid_zeroed")
@@ -231,8 +254,31 @@ def prepare(inputs: PlanInputs, site: SiteConfig, n_steps: int, step_s: int) -> 
         ev_available=ev_available, ev_energy_needed_wh=ev_needed, ev_max_energy_wh=ev_room,
         outdoor_temp_c=outdoor, heat_demand_w=heat_demand, indoor_temp_c=float(indoor),
         comfort_min_c=comfort_min, comfort_max_c=comfort_max,
-        community_price_band=inputs.community_price_band, flags=flags,
+        community_price_band=inputs.community_price_band, negotiation_scale=negotiation_scale,
+        negotiation_target=negotiation_target, flags=flags,
     )
+
+
+def _negotiation(negotiation: Negotiation | None, site: SiteConfig, n_steps: int, step_s: int,
+                 flags: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The per-slot scale and target of the ADMM term (zeros when there is nothing to negotiate)."""
+    scale, target = np.zeros(n_steps), np.zeros(n_steps)
+    if negotiation is None:
+        return scale, target
+    values = np.asarray(negotiation.target_wh, dtype=float).ravel()
+    rho = float(negotiation.rho_per_kwh2)
+    if not site.mpc.market_enabled:
+        flags.append("negotiation:ignored_market_disabled")
+    elif not (np.isfinite(rho) and rho > 0) or not np.all(np.isfinite(values)) or negotiation.first_slot < 0:
+        flags.append("negotiation:invalid_ignored")
+    else:
+        slots = np.arange(negotiation.first_slot, min(negotiation.first_slot + values.size, n_steps))
+        root = np.sqrt(rho / 2.0)
+        scale[slots] = root * step_s / 3600.0  # times net import in kW gives sqrt(rho/2) * kWh
+        target[slots] = root * values[: slots.size] / 1000.0
+        if slots.size < values.size:
+            flags.append(f"negotiation:beyond_horizon:{values.size - slots.size}")
+    return scale, target
 
 
 def heat_pump_cop(site: SiteConfig, outdoor_temp_c: np.ndarray) -> np.ndarray:

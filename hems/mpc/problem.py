@@ -140,8 +140,15 @@ class MpcModel:
             retail_import, retail_export = self._var("retail_import_kw", n), self._var("retail_export_kw", n)
             constraints += [retail_import >= 0, retail_export >= 0,
                             retail_import - retail_export == grid_import - grid_export - trade]
+            # Exchange ADMM's proximity term: the parameter multiplies the expression inside
+            # sum_squares, which cvxpy canonicalises through an auxiliary variable, so the problem
+            # data stay affine in the parameters (DPP) and only a changed rho touches the matrix.
+            negotiation_scale = self._param("negotiation_scale", n, nonneg=True)
+            negotiation_target = self._param("negotiation_target", n)
+            negotiation = cp.sum_squares(cp.multiply(negotiation_scale, grid_import - grid_export) - negotiation_target)
         else:
             retail_import, retail_export = grid_import, grid_export
+            negotiation = 0.0
 
         objective = (
             dt * (import_price @ retail_import - export_price @ retail_export)
@@ -149,6 +156,7 @@ class MpcModel:
             + penalties
             - terminal_value * energy[n - 1]
             + regularisation * dt * regularised
+            + negotiation
         )
         if shape.demand_charge:
             demand_price = self._param("demand_price_per_kw", None, nonneg=True)
@@ -203,6 +211,10 @@ class MpcModel:
             values["comfort_max_c"] = prepared.comfort_max_c
         if shape.market:
             values["trade_kw"] = prepared.trade_wh / shape.dt_h * kw
+            zeros = np.zeros(shape.n_steps)
+            scale, target = prepared.negotiation_scale, prepared.negotiation_target
+            values["negotiation_scale"] = zeros if scale is None else scale
+            values["negotiation_target"] = zeros if target is None else target
         if shape.demand_charge:
             values["demand_price_per_kw"] = np.asarray(site.grid.demand_charge_per_kw)
             values["peak_before_kw"] = np.asarray(prepared.peak_import_so_far_w * kw)

@@ -62,7 +62,7 @@ import scipy.sparse as sparse
 
 from hems.community.negotiation.homes import WH_PER_KWH, NegotiatingHome, QuadraticHome
 
-MAX_RHO_CHANGES = 20
+MAX_RHO_CHANGES = 50
 
 
 def _names(homes: Sequence[str | NegotiatingHome]) -> list[str]:
@@ -240,8 +240,11 @@ def quadratic_local_update(home: QuadraticHome, m_kwh: np.ndarray, pair_cost_per
                            feed_in_per_kwh: float = 0.08) -> tuple[np.ndarray, np.ndarray]:
     """One quadratic home's answer in closed form: (t_i, kWh, (partners, slots); its sale to the
     retailer, kWh per slot). The home's bounds apply to its net import −(Σ_j t_ij + r)."""
-    m = np.asarray(m_kwh, dtype=float).reshape(len(pair_cost_per_kwh), -1)
-    count = m.shape[0]
+    m = np.asarray(m_kwh, dtype=float)
+    m = m[:, None] if m.ndim == 1 else m
+    count = len(pair_cost_per_kwh)
+    if m.shape[0] != count:
+        raise ValueError("m_kwh needs one row per partner")
     edges = _Edges.of(np.zeros(count, dtype=int), None,
                       np.asarray(pair_cost_per_kwh, dtype=float).reshape(-1, 1), 1)
     a, b, p_lo, p_hi = _quadratic_arrays([home], m.shape[1])
@@ -364,7 +367,7 @@ def negotiate_bilateral(homes: Sequence[NegotiatingHome], graph: PartnerGraph, p
     primal_history, pair_history, dual_history, rho_history = [], [], [], []
     rho, changes, converged, quiet, rounds = rho_per_kwh2, 0, False, frozenset(), 0
     for round_number in range(max_rounds):
-        m = (trades - trades[edges.rev]) / 2 + prices / rho
+        m = (trades - trades[edges.rev]) / 2 - prices / rho
         quiet = frozenset(name for name in names if silent is not None and silent(round_number, name))
         answering = np.array([name not in quiet for name in names])
         new_trades, new_retail = trades.copy(), retail.copy()

@@ -47,7 +47,7 @@ class ExchangeSettings:
     rho_per_kwh2: float = 0.2
     max_rounds: int = 300
     eps_primal_wh: float = 2.5  # 10 W mean over a 15-minute slot
-    eps_dual_per_kwh: float = 0.001  # 0.1 ct/kWh
+    eps_dual_per_kwh: float = 0.0002  # 0.02 ct/kWh: prices to about 0.5 % at feed-in
     budget_s: float | None = None  # wall-clock budget of the whole negotiation
     retailer_weight: float = 1.0  # retailer copies per home (see the module docstring)
 

@@ -1,8 +1,8 @@
 """What a negotiating home is to the algorithms: a private convex cost of its net import per slot.
 
 The algorithms in this package never see devices. A home answers a round with the minimiser of its
-own cost plus a quadratic proximity term; the central reference (the energy-collective optimum the
-negotiation must reach) needs the same cost as a cvxpy expression. Energy is Wh per slot, prices
+own cost plus a quadratic proximity term (:class:`NegotiatingHome`); the tests' central reference
+(the energy-collective optimum the negotiation must reach) needs the same cost as cvxpy terms. Energy is Wh per slot, prices
 currency per kWh, so a cost in currency is ``price * wh / 1000``.
 
 :class:`QuadraticHome` is the separable model the tests and benchmarks use (closed-form answers, so
@@ -30,10 +30,6 @@ class NegotiatingHome(Protocol):
         with ``rho`` in currency per kWh²."""
         ...
 
-    def cost(self, net_import_wh: cp.Expression) -> tuple[cp.Expression, list[cp.Constraint]]:
-        """The home's cost (currency) of a net-import vector, and its constraints, for the central
-        reference problem."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -56,6 +52,8 @@ class QuadraticHome:
         return np.clip(unconstrained * WH_PER_KWH, self.min_wh, self.max_wh)
 
     def cost(self, net_import_wh: cp.Expression) -> tuple[cp.Expression, list[cp.Constraint]]:
+        """The cost (currency) of a net-import vector and its bounds, as cvxpy terms (the
+        central reference of the tests)."""
         kwh = net_import_wh / WH_PER_KWH
         expression = cp.sum(cp.multiply(self.a_per_kwh2 / 2, cp.square(kwh)) - cp.multiply(self.b_per_kwh, kwh))
         return expression, [net_import_wh >= self.min_wh, net_import_wh <= self.max_wh]
