@@ -40,7 +40,8 @@ logger = logging.getLogger(__name__)
 #: The daemons start this long before the first slot: first polls, first plan, first bid.
 WARM_UP_S = 1800
 #: Real seconds the conductor waits for messages at one market moment before it lets time go on.
-MESSAGE_TIMEOUT_S = 20.0
+MESSAGE_TIMEOUT_S = 20.0  # without progress
+POLL_FIRST_S, POLL_MAX_S = 0.002, 0.05
 #: The conductor looks this much simulated time after a market moment (the daemons act at it).
 AFTER_S = 1.0
 #: Progress callback: (fraction of the simulated period done, a short detail).
@@ -105,14 +106,24 @@ def market_moments(settings: DemoSettings) -> list[MarketMoment]:
     return sorted(moments, key=lambda moment: moment.at_s)
 
 
-async def until(condition: Callable[[], bool], timeout_s: float, what: str) -> bool:
-    """Wait in real time (the clock held) until ``condition()``; False, logged, on timeout."""
+async def until(missing: Callable[[], int], timeout_s: float, what: str) -> bool:
+    """Wait in real time (the clock held) until ``missing()`` is 0; False, logged, when it has not
+    dropped for ``timeout_s``. A count rather than a yes/no: with hundreds of homes in one worker, the
+    last allocations can take longer than the time-out to be processed while the others arrive steadily,
+    and time must not go on while they still do. The poll interval grows, because each poll reads the
+    manager's state and takes the interpreter lock from the homes it waits for."""
     deadline = time.monotonic() + timeout_s
-    while not condition():
+    interval_s, left = POLL_FIRST_S, missing()
+    while left > 0:
         if time.monotonic() > deadline:
-            logger.warning("demo: %s did not happen within %.0f s; time goes on", what, timeout_s)
+            logger.warning("demo: %s did not happen within %.0f s (%d missing); time goes on", what, timeout_s, left)
             return False
-        await asyncio.sleep(0.002)
+        await asyncio.sleep(interval_s)
+        interval_s = min(interval_s * 1.5, POLL_MAX_S)
+        now_left = missing()
+        if now_left < left:
+            deadline = time.monotonic() + timeout_s
+        left = now_left
     return True
 
 
@@ -175,22 +186,26 @@ class Conductor:
         slot_s = moment.slot_start_s
         state = self.service.manager.state
         if moment.kind == "bids":
-            def bids_in() -> bool:
+            def bids_missing() -> int:
                 bidders = {bid.home for bid in state.bids_for_slot(slot_s)}
-                return all(home.home.home_id in bidders for home in self.homes if _submitted(home, slot_s))
-            await until(bids_in, MESSAGE_TIMEOUT_S, f"bids for {_hhmm(slot_s)} at the manager")
+                return sum(home.home.home_id not in bidders for home in self.homes if _submitted(home, slot_s))
+            await until(bids_missing, MESSAGE_TIMEOUT_S, f"bids for {_hhmm(slot_s)} at the manager")
         elif moment.kind == "allocations":
             bidders = {bid.home for bid in state.bids_for_slot(slot_s)}
 
-            def allocated() -> bool:
-                return all(home.runtime.market.commitments.get(slot_s) is not None
+            def allocations_missing() -> int:
+                return sum(home.runtime.market.commitments.get(slot_s) is None
                            for home in self.homes if home.home.home_id in bidders and home.runtime.market)
-            await until(allocated, MESSAGE_TIMEOUT_S, f"allocations for {_hhmm(slot_s)} at the homes")
+            await until(allocations_missing, MESSAGE_TIMEOUT_S, f"allocations for {_hhmm(slot_s)} at the homes")
         else:
-            def settled() -> bool:
+            members = sum(1 for home in self.homes if home.runtime.market)
+
+            def settlement_missing() -> int:
                 record = state.slot(slot_s)
-                return record is not None and record.state == "SETTLED"
-            await until(settled, MESSAGE_TIMEOUT_S, f"settlement of {_hhmm(slot_s)}")
+                if record is not None and record.state == "SETTLED":
+                    return 0
+                return max(1, members - len(state.meters_for_slot(slot_s)))
+            await until(settlement_missing, MESSAGE_TIMEOUT_S, f"settlement of {_hhmm(slot_s)}")
 
     def slot_energy(self, index: int) -> SlotEnergy:
         """Home ``index``'s energy per slot: differences of its counters between boundaries."""
@@ -254,8 +269,8 @@ async def run_community(settings: DemoSettings, homes: Sequence[DemoHome], profi
                     runs.append(await _start_home(settings, home, profiles[home.home_id], clock,
                                                   work_directory / home.home_id, market))
                 if service is not None:
-                    await until(lambda: all(run.runtime.market is not None and run.runtime.market.market_config
-                                            is not None for run in runs), MESSAGE_TIMEOUT_S,
+                    await until(lambda: sum(run.runtime.market is None or run.runtime.market.market_config is None
+                                            for run in runs), MESSAGE_TIMEOUT_S,
                                 "the market configuration at every home")
                 conductor = Conductor(settings, clock, runs, service, progress)
                 await conductor.run()
