@@ -59,9 +59,10 @@ ROUTES = {
     "meter": Route("home/<home>/meter", "home → CM", False, "home-01"),
     "slot_result": Route("market/slot/<start>/result", "CM → all", True, "manager"),
     "home_status": Route("home/<home>/status", "home → all (last will: offline)", True, "home-01"),
+    "negotiation_signal": Route("market/signal", "CM → all", False, "manager"),
+    "negotiation_answer": Route("home/<home>/negotiation", "home → CM", False, "home-01"),
 }
-TOPIC_RESERVED = {"market/signal": "CM → all: iterative mechanisms (reserved)",
-                  "vpp/request": "CM → all: flexibility requests (reserved)"}
+TOPIC_RESERVED = {"vpp/request": "CM → all: flexibility requests (reserved)"}
 
 
 def _notes(text: str) -> dict[str, str]:
@@ -156,6 +157,17 @@ SlotResult.rounding_nano: What rule-derived rounded prices left over.
 SlotResult.ledger_head: The ledger's head hash after this slot (`hems community verify-ledger --expect-head`).
 HomeStatus.state: `offline` is the broker-published last will.
 HomeStatus.market: Whether the home trades, buys at retail only, or has the market switched off.
+NegotiationSignal.negotiation_id: Names the negotiation (the token of its first slot); answers repeat it.
+NegotiationSignal.round: The round to answer; an answer to any other round is stale and ignored.
+NegotiationSignal.state: `round`: answer it; `converged` or `abandoned`: the negotiation is over.
+NegotiationSignal.slot_start: The first negotiated slot.
+NegotiationSignal.duration_s: The length of each negotiated slot.
+NegotiationSignal.rho_micro_per_kwh2: ADMM's penalty weight ρ, in µ¤ per kWh².
+NegotiationSignal.mean_wh: x̄ per slot: the community's imbalance divided by the parties (homes and retailer copies).
+NegotiationSignal.price_micro: The current price per slot (ρ times the scaled price); may be negative between rounds.
+NegotiationAnswer.negotiation_id: The negotiation_id of the signal answered.
+NegotiationAnswer.round: The round answered.
+NegotiationAnswer.net_import_wh: The home's best net import (+ import, − export) per negotiated slot.
 """)
 
 ENUM_NOTES: dict[str, dict[str, str]] = {
@@ -178,6 +190,8 @@ ENUM_NOTES: dict[str, dict[str, str]] = {
     "Side": {"buy": "The home buys.", "sell": "The home sells."},
     "SlotState": {"OPEN": "The gate is open.", "CLOSED": "The gate closed; clearing is under way.",
                   "CLEARED": "Prices and allocations are known.", "SETTLED": "Metered and booked."},
+    "NegotiationState": {"round": "Answer this round.", "converged": "Over: the positions stand.",
+                         "abandoned": "Over without agreement: the slot clears with the fallback mechanism."},
 }
 
 RULES: dict[str, tuple[str, ...]] = {
@@ -188,6 +202,7 @@ RULES: dict[str, tuple[str, ...]] = {
               "net_import_wh is non-increasing: at a higher price a home buys less or sells more."),
     "SlotBid": ("orders or a curve, not both.", "order_id is unique within the slot."),
     "OrderSubmission": ("Each slot_start appears once.",),
+    "NegotiationSignal": ("mean_wh and price_micro have one value per slot.",),
 }
 
 
@@ -227,6 +242,10 @@ def example_payloads() -> dict[str, Payload]:
             book_hash="924e2622871e78f193e5d0c02348b14ea921aa4efd5459ac769bf407fcb110ae", rounding_nano=0,
             ledger_head="ce245d5952e4639d87ec3c81a42ffa51e5e99160fc7848c65abb178e22d8c993"),
         messages.HomeStatus(state="online", market="trading"),
+        messages.NegotiationSignal(
+            negotiation_id=slot_token(SLOT_1), round=7, state=messages.NegotiationState.ROUND, slot_start=SLOT_1,
+            duration_s=900, rho_micro_per_kwh2=200_000, mean_wh=[12, -3], price_micro=[131_500, 80_400]),
+        messages.NegotiationAnswer(negotiation_id=slot_token(SLOT_1), round=7, net_import_wh=[640, -1210]),
     ]
     return {payload.MESSAGE_TYPE: payload for payload in examples}
 

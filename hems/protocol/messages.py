@@ -27,6 +27,7 @@ EnergyWh = Annotated[int, Field(ge=0, le=MAX_ENERGY_WH)]
 PositiveEnergyWh = Annotated[int, Field(ge=1, le=MAX_ENERGY_WH)]
 SignedEnergyWh = Annotated[int, Field(ge=-MAX_ENERGY_WH, le=MAX_ENERGY_WH)]
 PriceMicro = Annotated[int, Field(ge=0, le=MAX_PRICE_MICRO)]
+SignedPriceMicro = Annotated[int, Field(ge=-MAX_PRICE_MICRO, le=MAX_PRICE_MICRO)]
 SlotDuration = Annotated[int, Field(ge=60, le=86_400)]
 
 
@@ -280,8 +281,51 @@ class HomeStatus(Payload):
     market: Literal["trading", "retail_only", "disabled"] = "retail_only"
 
 
+class NegotiationState(StrEnum):
+    """Where a negotiation (exchange ADMM, docs/negotiation.md) stands after a round."""
+
+    ROUND = "round"  # answer this round
+    CONVERGED = "converged"  # final: these positions and prices stand; allocations follow
+    ABANDONED = "abandoned"  # round cap or time budget: the slot clears with the fallback mechanism
+
+
+class NegotiationSignal(Payload):
+    """``market/signal``: one round of exchange ADMM over ``len(mean_wh)`` slots from ``slot_start``.
+
+    A home answers round k with x = argmin cost(x) + ρ/2·‖(x − v)/1000‖², v = x_last − mean_wh −
+    1000·price_micro/rho_micro_per_kwh2, where x_last is its own last answer (zeros before round 0)."""
+
+    MESSAGE_TYPE: ClassVar[str] = "negotiation_signal"
+
+    negotiation_id: Identifier
+    round: Annotated[int, Field(ge=0)]
+    state: NegotiationState
+    slot_start: UtcInstant
+    duration_s: SlotDuration
+    rho_micro_per_kwh2: Annotated[int, Field(ge=1, le=MAX_PRICE_MICRO)]
+    mean_wh: Annotated[list[SignedEnergyWh], Field(min_length=1, max_length=MAX_SLOTS_PER_MESSAGE)]
+    price_micro: Annotated[list[SignedPriceMicro], Field(min_length=1, max_length=MAX_SLOTS_PER_MESSAGE)]
+
+    @model_validator(mode="after")
+    def _same_length(self) -> NegotiationSignal:
+        if len(self.mean_wh) != len(self.price_micro):
+            raise ValueError("mean_wh and price_micro must have one value per slot")
+        return self
+
+
+class NegotiationAnswer(Payload):
+    """``home/<id>/negotiation``: the home's net import per negotiated slot for one round."""
+
+    MESSAGE_TYPE: ClassVar[str] = "negotiation_answer"
+
+    negotiation_id: Identifier
+    round: Annotated[int, Field(ge=0)]
+    net_import_wh: Annotated[list[SignedEnergyWh], Field(min_length=1, max_length=MAX_SLOTS_PER_MESSAGE)]
+
+
 #: Every payload type by its ``message_type``.
 PAYLOAD_TYPES: dict[str, type[Payload]] = {
     model.MESSAGE_TYPE: model
-    for model in (MarketConfig, OrderSubmission, Ack, Allocation, MeterReport, SlotResult, HomeStatus)
+    for model in (MarketConfig, OrderSubmission, Ack, Allocation, MeterReport, SlotResult, HomeStatus,
+                  NegotiationSignal, NegotiationAnswer)
 }

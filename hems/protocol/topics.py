@@ -10,6 +10,7 @@ home/<home>/ack               CM -> home   reception status per message_id
 home/<home>/allocation        CM -> home   private: cleared volumes, prices, order status
 home/<home>/meter             home -> CM   metered energy per settled slot
 home/<home>/status            home -> all  retained; online/offline (last will)
+home/<home>/negotiation       home -> CM   answers to the rounds of an iterative mechanism
 ```
 
 ``<start>`` is the slot's UTC start in ISO 8601 basic form (``20261121T101500Z``): no ``:`` and no
@@ -36,6 +37,7 @@ class HomeTopic(StrEnum):
     ALLOCATION = "allocation"
     METER = "meter"
     STATUS = "status"
+    NEGOTIATION = "negotiation"
 
 
 def slot_token(slot_start: datetime) -> str:

@@ -26,6 +26,8 @@ from hems.protocol.messages import (
     HomeStatus,
     MarketConfig,
     MeterReport,
+    NegotiationAnswer,
+    NegotiationSignal,
     Order,
     OrderStatus,
     OrderSubmission,
@@ -468,3 +470,19 @@ def test_mutated_valid_messages(data, operations):
         # Whatever was accepted is a valid payload that encodes and decodes to itself.
         again = decode(wire(message.payload), (type(message.payload),))
         assert again.payload == message.payload
+
+
+def test_negotiation_signal_needs_one_mean_and_one_price_per_slot():
+    doc = document("negotiation_signal")
+    doc["payload"]["price_micro"] = [131_500]
+    rejected(raw(doc), (NegotiationSignal,), ReceptionStatus.INVALID_DATA, "one value per slot")
+
+
+def test_negotiation_prices_may_be_negative_between_rounds_but_energy_stays_bounded():
+    doc = document("negotiation_signal")
+    doc["payload"]["price_micro"] = [-40_000, 80_400]
+    message = decode(raw(doc), (NegotiationSignal,))
+    assert message.payload.price_micro == [-40_000, 80_400]
+    answer = document("negotiation_answer")
+    answer["payload"]["net_import_wh"] = [10_000_001]
+    rejected(raw(answer), (NegotiationAnswer,), ReceptionStatus.INVALID_DATA, "net_import_wh")
