@@ -64,6 +64,20 @@ class CommunitySection(Section):
         return self.state_directory / "community.sqlite"
 
 
+class NegotiationSection(Section):
+    """``[market.negotiation]``: exchange ADMM before each gate closure (mechanism ``admm``)."""
+
+    #: ADMM's penalty weight ρ, currency per kWh² (docs/negotiation.md).
+    rho_per_kwh2: float = Field(default=0.2, gt=0, le=100)
+    max_rounds: int = Field(default=300, ge=1, le=10_000)
+    #: Slots negotiated together, from the slot whose gate closes next.
+    slots: int = Field(default=4, ge=1, le=96)
+    #: The negotiation starts this long before the gate closes and must end by it.
+    lead_s: int = Field(default=240, ge=10, le=3_600)
+    #: A round closes when every member answered, or after this long.
+    round_timeout_s: float = Field(default=2.0, gt=0, le=60)
+
+
 class MarketSection(Section):
     """``[market]``: the mechanism, its prices and the calendar."""
 
@@ -93,6 +107,7 @@ class MarketSection(Section):
     export_preference: Decimal = Field(default=Decimal(0), ge=0, le=10)
     #: Fixed tie-break seed base (tests, audits); unset: a fresh random seed per slot, published.
     tie_break_seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
+    negotiation: NegotiationSection = NegotiationSection()
 
     @field_validator("mechanism")
     @classmethod

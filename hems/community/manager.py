@@ -26,6 +26,8 @@ from hems.community.config import CommunityConfig
 from hems.community.ledger import RecordKind
 from hems.community.mechanisms.base import ClearingResult, HomeAllocation, InputKind
 from hems.community.mechanisms.registry import create_mechanism, input_kind
+from hems.community.negotiation.driver import NegotiationDriver, NegotiationTiming
+from hems.community.negotiation.exchange import ExchangeResult, ExchangeSettings
 from hems.community.records import (
     allocation_message,
     allocation_to_body,
@@ -48,6 +50,8 @@ from hems.protocol.messages import (
     Ack,
     BidFormat,
     MeterReport,
+    NegotiationAnswer,
+    NegotiationSignal,
     OrderStatus,
     OrderSubmission,
     Payload,
@@ -100,6 +104,7 @@ class CommunityManager:
         self._next_clearing_s = 0
         self._next_settlement_s = 0
         self._unknown_senders: set[str] = set()
+        self.negotiation = _negotiation_driver(config) if market.mechanism == "admm" else None
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -125,7 +130,7 @@ class CommunityManager:
 
     def tick(self, now_s: float) -> list[Outgoing]:
         """Clear every slot whose gate has closed and settle every slot whose meter deadline passed."""
-        out: list[Outgoing] = []
+        out = self._negotiation_rounds(now_s)
         duration = self.calendar.slot_duration_s
         while self.calendar.gate_closure_s(self._next_clearing_s) <= now_s:
             slot = self._next_clearing_s
@@ -133,7 +138,7 @@ class CommunityManager:
                     and slot + duration > now_s:
                 out += self._clear(slot, now_s)
             self._next_clearing_s += duration
-        return out + self._settle_due(now_s)
+        return out + self._negotiation_start(now_s) + self._settle_due(now_s)
 
     def _settle_due(self, now_s: float) -> list[Outgoing]:
         """Settle, in order, every slot past its meter deadline or fully reported after its end."""
@@ -153,14 +158,22 @@ class CommunityManager:
         duration = self.calendar.slot_duration_s
         settle_at = self._next_settlement_s + duration + self.config.market.meter_deadline_s
         gate_at = self.calendar.gate_closure_s(self._next_clearing_s)
-        return float(max(min(settle_at, gate_at), now_s))
+        events = [settle_at, gate_at]
+        driver = self.negotiation
+        if driver is not None:
+            pending = driver.next_event_s()
+            if pending is not None:
+                events.append(pending)
+            elif not driver.started(self._next_clearing_s):
+                events.append(driver.start_due_s(self._next_clearing_s))
+        return float(max(min(events), now_s))
 
     # -- messages -----------------------------------------------------------------------------
 
     def handle(self, topic: str, raw: bytes, now_s: float) -> list[Outgoing]:
         """One message from a home: validate, apply, and ack (always, with a reason)."""
         address = self.topics.parse_home(topic)
-        if address is None or address.leaf not in (HomeTopic.ORDERS, HomeTopic.METER):
+        if address is None or address.leaf not in (HomeTopic.ORDERS, HomeTopic.METER, HomeTopic.NEGOTIATION):
             return []  # our own acks and allocations, home status: nothing to take
         home = address.home
         if home not in self.members:
@@ -169,7 +182,8 @@ class CommunityManager:
                 logger.warning("message from %r, who is not a member of %s: ignored", home, self.config.community.id)
             self.received[(str(address.leaf), "NOT_A_MEMBER")] += 1
             return []
-        accepted: tuple[type[Payload], ...] = (OrderSubmission,) if address.leaf is HomeTopic.ORDERS else (MeterReport,)
+        accepted: tuple[type[Payload], ...] = {HomeTopic.ORDERS: (OrderSubmission,), HomeTopic.METER: (MeterReport,),
+                                               HomeTopic.NEGOTIATION: (NegotiationAnswer,)}[address.leaf]
         try:
             message = decode(raw, accepted)
         except ProtocolError as error:
@@ -184,6 +198,8 @@ class CommunityManager:
                                                     message.envelope.message_type), now_s)
         if isinstance(message.payload, OrderSubmission):
             return self._take_orders(home, message, now_s)
+        if isinstance(message.payload, NegotiationAnswer):
+            return self._take_answer(home, message, now_s)
         return self._take_meter(home, message, now_s)
 
     def _envelope_problem(self, home: str, message: Message[Any], now_s: float) -> str:
@@ -267,6 +283,37 @@ class CommunityManager:
             out += self._settle_due(now_s)  # everyone has reported: no need to wait for the deadline
         return out
 
+    def _take_answer(self, home: str, message: Message[NegotiationAnswer], now_s: float) -> list[Outgoing]:
+        """A round's answer: taken silently (the next signal acknowledges it), or refused with a reason.
+        Answers are not remembered for deduplication: a repeated answer to the open round replaces
+        the first, and one to any other round is stale."""
+        if self.negotiation is None:
+            problem, signals = f"{self.config.market.mechanism} does not negotiate", []
+        else:
+            problem, signals = self.negotiation.take(home, message.payload, now_s)
+        if problem:
+            ack = Ack(status=ReceptionStatus.INVALID_CONTENT, diagnostic_label=problem,
+                      acked_message_type=NegotiationAnswer.MESSAGE_TYPE)
+            self.received[(NegotiationAnswer.MESSAGE_TYPE, str(ack.status))] += 1
+            return [self._ack_out(home, ack, message.message_id, now_s)]
+        self.received[(NegotiationAnswer.MESSAGE_TYPE, "OK")] += 1
+        return self._signals_out(signals, now_s)
+
+    def _negotiation_rounds(self, now_s: float) -> list[Outgoing]:
+        """Close rounds whose time is up; end a negotiation at its gate (before that slot clears)."""
+        return [] if self.negotiation is None else self._signals_out(self.negotiation.tick(now_s), now_s)
+
+    def _negotiation_start(self, now_s: float) -> list[Outgoing]:
+        """Start the negotiation for the next gate when it is due."""
+        driver, slot = self.negotiation, self._next_clearing_s
+        if (driver is None or driver.active is not None or driver.started(slot)
+                or not driver.start_due_s(slot) <= now_s < self.calendar.gate_closure_s(slot)):
+            return []
+        return self._signals_out(driver.start(slot, now_s), now_s)
+
+    def _signals_out(self, signals: list[NegotiationSignal], now_s: float) -> list[Outgoing]:
+        return [Outgoing(self.topics.market_signal(), self._encode(signal, now_s)) for signal in signals]
+
     def _refuse(self, home: str, error: ProtocolError, now_s: float) -> list[Outgoing]:
         ack = Ack(status=error.status, diagnostic_label=error.label[:500], acked_message_type=error.message_type)
         self.received[(error.message_type or "unknown", str(error.status))] += 1
@@ -286,8 +333,12 @@ class CommunityManager:
         book = [(bid.home, bid.sequence, bid.bid) for bid in stored]
         market = clearing_input(self.input_kind, parameters, book, positions or {},
                                 slot_start_s=slot_start_s, duration_s=duration)
+        negotiated = self.negotiation.outcome(slot_start_s) if self.negotiation is not None else None
         try:
-            result = self.mechanism.clear(market)
+            if negotiated is not None and negotiated.converged:
+                result = _negotiated_result(self.mechanism, parameters, negotiated)
+            else:
+                result = self.mechanism.clear(market)
         except (ValueError, RuntimeError) as error:
             # A solver failure or a book the mechanism cannot take: nothing is booked and every home
             # settles this slot with the retailer, as if the market had not been there.
@@ -422,6 +473,27 @@ class CommunityManager:
     @staticmethod
     def _encode(payload: Payload, now_s: float, correlation_id: UUID | None = None) -> bytes:
         return encode(payload, sender=SENDER, sent_at=_utc_instant(now_s), correlation_id=correlation_id)
+
+
+def _negotiation_driver(config: CommunityConfig) -> NegotiationDriver:
+    market, section = config.market, config.market.negotiation
+    prices = market.parameters(0)
+    return NegotiationDriver(
+        config.member_ids, retail_micro=prices.retail_price_micro, feed_in_micro=prices.feed_in_price_micro,
+        slot_duration_s=market.slot_duration_s, gate_closure_lead_s=market.gate_closure_lead_s,
+        settings=ExchangeSettings(rho_per_kwh2=section.rho_per_kwh2, max_rounds=section.max_rounds),
+        timing=NegotiationTiming(slots=section.slots, lead_s=section.lead_s, round_timeout_s=section.round_timeout_s))
+
+
+def _negotiated_result(mechanism: Any, parameters: Any, negotiated: ExchangeResult) -> ClearingResult:
+    """The first negotiated slot's books (the mechanism is ``admm``: see mechanisms/admm.py)."""
+    positions = {home: int(round(float(values[0]))) for home, values in negotiated.positions_wh.items()}
+    price_micro = int(round(float(negotiated.price_per_kwh[0]) * 1_000_000))
+    last = negotiated.history[-1] if negotiated.history else None
+    details = {"negotiated": True, "rounds": negotiated.rounds,
+               "primal_residual_wh": None if last is None else round(last.primal_residual_wh, 3),
+               "dual_residual_micro": None if last is None else round(last.dual_residual_per_kwh * 1_000_000)}
+    return mechanism.clear_negotiated(parameters, positions, price_micro, details)
 
 
 def _with_sequence(allocation: HomeAllocation, sequence: int | None) -> HomeAllocation:

@@ -7,10 +7,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from hems.community.config import parse_community_config
 from hems.community.ledger import RecordKind
 from hems.community.manager import CommunityManager, Outgoing
-from hems.community.state import CommunityState
 from hems.protocol.codec import decode, encode
 from hems.protocol.envelope import ReceptionStatus
 from hems.protocol.messages import (
@@ -53,22 +51,6 @@ tie_break_seed = 7
 {extra_market}
 {members}
 """
-
-
-@pytest.fixture
-def manager_factory(tmp_path):
-    opened: list[CommunityState] = []
-
-    def make(mechanism: str = "uniform_auction", extra_market: str = "") -> CommunityManager:
-        config = parse_community_config(config_text(mechanism, extra_market).replace(
-            'id = "street"', f'id = "street"\nstate_directory = "{tmp_path}"', 1))
-        state = CommunityState(config.community.database_path)
-        opened.append(state)
-        return CommunityManager(config, state)
-
-    yield make
-    for state in opened:
-        state.close()
 
 
 def utc(seconds: float) -> datetime:

@@ -16,6 +16,7 @@ _MECHANISMS: dict[str, tuple[str, InputKind]] = {
     "mid_market_rate": ("sharing:MidMarketRate", InputKind.POSITIONS),
     "bill_sharing": ("sharing:BillSharing", InputKind.POSITIONS),
     "energy_collective": ("collective:EnergyCollective", InputKind.ORDERS),
+    "admm": ("admm:ExchangeAdmm", InputKind.CURVES),
 }
 
 

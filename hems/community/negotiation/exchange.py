@@ -151,6 +151,11 @@ class ExchangeCoordinator:
         self._answered.add(home)
         return True
 
+    @property
+    def answered_all(self) -> bool:
+        """Every home has answered the open round."""
+        return len(self._answered) == len(self.homes)
+
     def position_wh(self, home: str) -> np.ndarray:
         """The position the manager holds for ``home`` (its last answer that arrived)."""
         return self._positions_kwh[home] * WH_PER_KWH
