@@ -56,7 +56,7 @@ class CommunityService:
         self._loop = asyncio.get_running_loop()
         self._delivering = asyncio.Lock()
         self.manager = await self._in_worker(self._open)
-        for leaf in (HomeTopic.ORDERS, HomeTopic.METER):
+        for leaf in (HomeTopic.ORDERS, HomeTopic.METER, HomeTopic.NEGOTIATION):
             self.link.subscribe(self.topics.all_homes(leaf), self._on_message)
         await self.link.start()
         await self._deliver(await self._in_worker(self.manager.start, self.clock.now_s()))

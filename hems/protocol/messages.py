@@ -312,6 +312,11 @@ class NegotiationSignal(Payload):
             raise ValueError("mean_wh and price_micro must have one value per slot")
         return self
 
+    def target_wh(self, last_answer_wh: list[float]) -> list[float]:
+        """A home's proximity target: v = x_last − x̄ − 1000·π/ρ (Wh per slot)."""
+        return [last - mean - 1000.0 * price / self.rho_micro_per_kwh2
+                for last, mean, price in zip(last_answer_wh, self.mean_wh, self.price_micro)]
+
 
 class NegotiationAnswer(Payload):
     """``home/<id>/negotiation``: the home's net import per negotiated slot for one round."""

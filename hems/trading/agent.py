@@ -35,7 +35,7 @@ from hems.observability.metrics import HomeMetrics
 from hems.protocol.codec import Message, ProtocolError, decode, encode
 from hems.protocol.envelope import ReceptionStatus
 from hems.protocol.messages import (MAX_ENERGY_WH, Ack, Allocation, BidFormat, HomeStatus, MarketConfig,
-                                    MeterReport, OrderStatus, OrderSubmission)
+                                    MeterReport, NegotiationSignal, OrderStatus, OrderSubmission)
 from hems.protocol.mqtt import IncomingMessage, MqttLink, WillMessage
 from hems.protocol.topics import HomeTopic, Topics
 from hems.protocol.units import micro_to_price
@@ -46,6 +46,7 @@ from hems.trading.bids import (SequenceCounter, compute_curves, price_grid_micro
 from hems.protocol.calendar import MarketCalendar
 from hems.trading.commitments import Commitments, committed_trade
 from hems.trading.metering import SlotMeter
+from hems.trading.negotiation import NegotiationResponder
 from hems.trading.outbox import FINAL_STATUSES, OutboxSender
 from hems.trading.reporting import MarketReporter
 from hems.trading.settings import TradingSettings
@@ -107,6 +108,10 @@ class MarketAgent:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
+        self.negotiation = NegotiationResponder(
+            settings.home_id, clock, self.slot_s, self._negotiation_inputs, planning.run_with_planner,
+            lambda payload: self.link.publish(self._topic(HomeTopic.NEGOTIATION), payload, qos=1,
+                                              timeout_s=PUBLISH_TIMEOUT_S))
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -116,6 +121,7 @@ class MarketAgent:
         self.link.subscribe(self.topics.market_config(), self._on_config)
         self.link.subscribe(self._topic(HomeTopic.ACK), self._on_ack)
         self.link.subscribe(self._topic(HomeTopic.ALLOCATION), self._on_allocation)
+        self.link.subscribe(self.topics.market_signal(), self._on_signal)
         self.report.state(self.state)
         self.report.connected(False)
         try:
@@ -389,6 +395,19 @@ class MarketAgent:
             logger.info("market: committed %+d Wh at %.4f per kWh for %s", trade.net_wh, trade.price_per_kwh,
                         utc(trade.slot_start_s).isoformat())
             self.planning.request_replan("allocation")
+
+    async def _on_signal(self, message: IncomingMessage) -> None:
+        decoded = self._decode(message, NegotiationSignal)
+        if decoded is not None:
+            await self.negotiation.on_signal(decoded.payload)
+
+    def _negotiation_inputs(self) -> PlanInputs | None:
+        """The plan in force's inputs with the committed trades: what a negotiation round re-plans."""
+        inputs = self.planning.last_inputs
+        if inputs is None:
+            return None
+        trades, band = self.plan_terms(inputs.start, len(inputs.load_w), self.slot_s)
+        return with_market_terms(inputs, trades, band)
 
     def _decode(self, message: IncomingMessage, kind: Any) -> Message[Any] | None:
         try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from hems.community.negotiation.driver import target_wh
 from hems.community.negotiation.homes import QuadraticHome
 from hems.protocol.codec import decode, encode
 from hems.protocol.envelope import ReceptionStatus
@@ -67,7 +66,8 @@ def test_the_slot_clears_at_the_negotiated_price(manager_factory):
     while signal.state is NegotiationState.ROUND:
         published = []
         for home in HOMES:  # every member answers: each round closes at once, no time passes
-            last[home] = community[home].best_response(target_wh(signal, last[home]), signal.rho_micro_per_kwh2 / 1e6)
+            last[home] = community[home].best_response(np.array(signal.target_wh(list(last[home]))),
+                                                         signal.rho_micro_per_kwh2 / 1e6)
             published += signals(answer(manager, home, signal, last[home], now))
         assert len(published) == 1
         signal, rounds = published[0], rounds + 1

@@ -193,6 +193,10 @@ class Community:
         self.clock.advance_to(slot_s - GATE_LEAD_S - SUBMIT_LEAD_S)
         if self.bidding:
             await wait_for(lambda: len(self._state().bids_for_slot(slot_s)) == len(self.homes), timeout_s=20)
+            driver = self.service.manager.negotiation
+            if driver is not None:  # admm: negotiate, with the clock held, until it ends
+                self.clock.advance_to(driver.start_due_s(slot_s))
+                await wait_for(lambda: driver.started(slot_s) and driver.active is None, timeout_s=60)
             self.clock.advance_to(slot_s - GATE_LEAD_S)
             await wait_for(lambda: all(home.agent.commitments.get(slot_s) is not None for home in self.homes),
                            timeout_s=20)

@@ -160,8 +160,3 @@ class NegotiationDriver:
             mean_wh=[int(value) for value in np.rint(signal.mean_wh)],
             price_micro=[int(value) for value in np.rint(np.asarray(signal.scaled_price_kwh) * rho * MICRO)])
 
-
-def target_wh(signal: NegotiationSignal, last_answer_wh: Sequence[float]) -> np.ndarray:
-    """A home's proximity target for ``signal``: v = x_last − x̄ − 1000·π/ρ (Wh per slot)."""
-    scaled_kwh = np.asarray(signal.price_micro, dtype=float) / signal.rho_micro_per_kwh2
-    return np.asarray(last_answer_wh, dtype=float) - np.asarray(signal.mean_wh, dtype=float) - scaled_kwh * 1000.0
