@@ -33,7 +33,6 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import cvxpy as cp
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -42,7 +41,7 @@ from hems.community.mechanisms.base import ClearingInput, Curve, MarketParameter
 from hems.community.mechanisms.bid_curve import BidCurveEquilibrium  # noqa: E402
 from hems.community.negotiation.exchange import (ExchangeCoordinator, ExchangeSettings,  # noqa: E402
                                                  negotiate_exchange)
-from hems.community.negotiation.homes import QuadraticHome, random_homes  # noqa: E402
+from hems.community.negotiation.homes import QuadraticHome, central_optimum, random_homes  # noqa: E402
 from hems.protocol.codec import decode, encode  # noqa: E402
 from hems.protocol.messages import NegotiationAnswer, NegotiationSignal, NegotiationState  # noqa: E402
 from hems.protocol.mqtt import BrokerSettings, IncomingMessage, MqttLink  # noqa: E402
@@ -64,18 +63,9 @@ def community_cost(homes: list[QuadraticHome], positions: dict[str, np.ndarray])
 
 def central(homes: list[QuadraticHome], slots: int) -> tuple[float, float]:
     """(optimal community cost, solve seconds)."""
-    positions = {home.home: cp.Variable(slots) for home in homes}
-    retailer = cp.Variable(slots)
-    cost, constraints = 0, []
-    for home in homes:
-        term, home_constraints = home.cost(positions[home.home])
-        cost += term
-        constraints += home_constraints
-    cost += cp.sum(cp.maximum(-FEED_IN * retailer, -RETAIL * retailer)) / 1000
-    problem = cp.Problem(cp.Minimize(cost), [*constraints, sum(positions.values()) + retailer == 0])
     started = time.perf_counter()
-    problem.solve(solver=cp.CLARABEL)
-    return float(problem.value), time.perf_counter() - started
+    optimum = central_optimum(homes, slots, RETAIL, FEED_IN)
+    return optimum.cost, time.perf_counter() - started
 
 
 def bid_curve(homes: list[QuadraticHome], slots: int) -> tuple[float, float]:

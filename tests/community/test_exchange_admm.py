@@ -3,12 +3,12 @@ stale and repeated answers."""
 
 from __future__ import annotations
 
-import cvxpy as cp
 import numpy as np
 import pytest
 
 from hems.community.negotiation.exchange import ExchangeCoordinator, ExchangeSettings, negotiate_exchange
 from hems.community.negotiation.homes import QuadraticHome, random_homes
+from hems.community.negotiation.homes import central_optimum as reference
 
 RETAIL, FEED_IN = 0.30, 0.08
 SLOTS = 4
@@ -16,21 +16,8 @@ SLOTS = 4
 
 def central_optimum(homes: list[QuadraticHome], n_slots: int) -> tuple[float, np.ndarray, dict[str, np.ndarray]]:
     """The energy collective solved at once: (objective, price per kWh per slot, positions)."""
-    positions = {home.home: cp.Variable(n_slots) for home in homes}
-    retailer = cp.Variable(n_slots)  # the retailer's net import from the community, Wh
-    cost, constraints = 0, []
-    for home in homes:
-        term, home_constraints = home.cost(positions[home.home])
-        cost += term
-        constraints += home_constraints
-    cost += cp.sum(cp.maximum(-FEED_IN * retailer, -RETAIL * retailer)) / 1000
-    balance = sum(positions.values()) + retailer == 0
-    problem = cp.Problem(cp.Minimize(cost), [*constraints, balance])
-    problem.solve(solver=cp.CLARABEL)
-    assert problem.status == cp.OPTIMAL
-    # The dual of the balance is the value of one more Wh in the community; per kWh it is the price.
-    price = np.asarray(balance.dual_value) * 1000
-    return float(problem.value), price, {name: variable.value for name, variable in positions.items()}
+    optimum = reference(homes, n_slots, RETAIL, FEED_IN)
+    return optimum.cost, optimum.price_per_kwh, optimum.positions_wh
 
 
 def objective(homes: list[QuadraticHome], positions: dict[str, np.ndarray]) -> float:

@@ -78,3 +78,34 @@ def random_homes(count: int, n_slots: int, seed: int, retail_per_kwh: float = 0.
         high = np.where(seller, 0.0, rng.uniform(500, 4_000, n_slots))
         homes.append(QuadraticHome(f"h{index:04d}", a, b, low, high))
     return homes
+
+
+@dataclass(frozen=True)
+class CentralOptimum:
+    """The energy collective of a set of homes solved at once: what a negotiation must reach."""
+
+    cost: float  # currency, homes' costs plus the retailer's
+    price_per_kwh: np.ndarray  # per slot: the dual of the community's balance
+    positions_wh: dict[str, np.ndarray]
+
+
+def central_optimum(homes: list[QuadraticHome], n_slots: int, retail_per_kwh: float,
+                    feed_in_per_kwh: float) -> CentralOptimum:
+    """Solve the community's problem centrally (cvxpy, Clarabel): the reference of the tests and
+    benchmarks. The retailer sells at ``retail_per_kwh`` and buys at ``feed_in_per_kwh``."""
+    positions = {home.home: cp.Variable(n_slots) for home in homes}
+    retailer = cp.Variable(n_slots)  # the retailer's net import from the community, Wh
+    cost, constraints = 0, []
+    for home in homes:
+        term, home_constraints = home.cost(positions[home.home])
+        cost += term
+        constraints += home_constraints
+    cost += cp.sum(cp.maximum(-feed_in_per_kwh * retailer, -retail_per_kwh * retailer)) / WH_PER_KWH
+    balance = sum(positions.values()) + retailer == 0
+    problem = cp.Problem(cp.Minimize(cost), [*constraints, balance])
+    problem.solve(solver=cp.CLARABEL)
+    if problem.status != cp.OPTIMAL:
+        raise RuntimeError(f"the central problem ended {problem.status}")
+    # The dual of the balance is the value of one more Wh in the community; per kWh it is the price.
+    return CentralOptimum(float(problem.value), np.asarray(balance.dual_value) * WH_PER_KWH,
+                          {name: np.asarray(variable.value) for name, variable in positions.items()})
