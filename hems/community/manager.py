@@ -26,8 +26,7 @@ from hems.community.config import CommunityConfig
 from hems.community.ledger import RecordKind
 from hems.community.mechanisms.base import ClearingResult, HomeAllocation, InputKind
 from hems.community.mechanisms.registry import create_mechanism, input_kind
-from hems.community.negotiation.driver import NegotiationDriver, NegotiationTiming
-from hems.community.negotiation.exchange import ExchangeResult, ExchangeSettings
+from hems.community.negotiation.driver import NegotiationDriver
 from hems.community.records import (
     allocation_message,
     allocation_to_body,
@@ -104,7 +103,7 @@ class CommunityManager:
         self._next_clearing_s = 0
         self._next_settlement_s = 0
         self._unknown_senders: set[str] = set()
-        self.negotiation = _negotiation_driver(config) if market.mechanism == "admm" else None
+        self.negotiation = NegotiationDriver.for_community(config) if market.mechanism == "admm" else None
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -336,7 +335,7 @@ class CommunityManager:
         negotiated = self.negotiation.outcome(slot_start_s) if self.negotiation is not None else None
         try:
             if negotiated is not None and negotiated.converged:
-                result = _negotiated_result(self.mechanism, parameters, negotiated)
+                result = self.mechanism.clear_negotiated(parameters, negotiated)
             else:
                 result = self.mechanism.clear(market)
         except (ValueError, RuntimeError) as error:
@@ -473,27 +472,6 @@ class CommunityManager:
     @staticmethod
     def _encode(payload: Payload, now_s: float, correlation_id: UUID | None = None) -> bytes:
         return encode(payload, sender=SENDER, sent_at=_utc_instant(now_s), correlation_id=correlation_id)
-
-
-def _negotiation_driver(config: CommunityConfig) -> NegotiationDriver:
-    market, section = config.market, config.market.negotiation
-    prices = market.parameters(0)
-    return NegotiationDriver(
-        config.member_ids, retail_micro=prices.retail_price_micro, feed_in_micro=prices.feed_in_price_micro,
-        slot_duration_s=market.slot_duration_s, gate_closure_lead_s=market.gate_closure_lead_s,
-        settings=ExchangeSettings(rho_per_kwh2=section.rho_per_kwh2, max_rounds=section.max_rounds),
-        timing=NegotiationTiming(slots=section.slots, lead_s=section.lead_s, round_timeout_s=section.round_timeout_s))
-
-
-def _negotiated_result(mechanism: Any, parameters: Any, negotiated: ExchangeResult) -> ClearingResult:
-    """The first negotiated slot's books (the mechanism is ``admm``: see mechanisms/admm.py)."""
-    positions = {home: int(round(float(values[0]))) for home, values in negotiated.positions_wh.items()}
-    price_micro = int(round(float(negotiated.price_per_kwh[0]) * 1_000_000))
-    last = negotiated.history[-1] if negotiated.history else None
-    details = {"negotiated": True, "rounds": negotiated.rounds,
-               "primal_residual_wh": None if last is None else round(last.primal_residual_wh, 3),
-               "dual_residual_micro": None if last is None else round(last.dual_residual_per_kwh * 1_000_000)}
-    return mechanism.clear_negotiated(parameters, positions, price_micro, details)
 
 
 def _with_sequence(allocation: HomeAllocation, sequence: int | None) -> HomeAllocation:

@@ -21,6 +21,7 @@ from typing import ClassVar
 from hems.community.mechanisms.base import ClearingInput, ClearingResult, HomeAllocation, InputKind, MarketParameters
 from hems.community.mechanisms.bid_curve import BidCurveEquilibrium
 from hems.community.mechanisms.rounding import largest_remainder
+from hems.community.negotiation.exchange import ExchangeResult
 
 
 class ExchangeAdmm:
@@ -37,9 +38,21 @@ class ExchangeAdmm:
         return ClearingResult(**{**_fields(result), "mechanism": self.name,
                                  "details": {**result.details, "fallback": BidCurveEquilibrium.name}})
 
-    def clear_negotiated(self, parameters: MarketParameters, positions_wh: dict[str, int], price_micro: int,
-                         details: dict[str, object]) -> ClearingResult:
-        """The books of one slot from negotiated net imports (Wh, + import) and the price."""
+    def clear_negotiated(self, parameters: MarketParameters, negotiated: ExchangeResult) -> ClearingResult:
+        """The books of the first negotiated slot (whole Wh, the price in µ¤/kWh, the rounds and
+        residuals in the public details)."""
+        positions = {home: int(round(float(values[0]))) for home, values in negotiated.positions_wh.items()}
+        last = negotiated.history[-1] if negotiated.history else None
+        details: dict[str, object] = {
+            "negotiated": True, "rounds": negotiated.rounds,
+            "primal_residual_wh": None if last is None else round(last.primal_residual_wh, 3),
+            "dual_residual_micro": None if last is None else round(last.dual_residual_per_kwh * 1_000_000)}
+        return self.clear_positions(parameters, positions, int(round(float(negotiated.price_per_kwh[0]) * 1_000_000)),
+                                    details)
+
+    def clear_positions(self, parameters: MarketParameters, positions_wh: dict[str, int], price_micro: int,
+                        details: dict[str, object]) -> ClearingResult:
+        """The books of one slot from net imports (Wh, + import) and a price (µ¤/kWh)."""
         price = min(max(price_micro, parameters.feed_in_price_micro), parameters.retail_price_micro)
         buyers = {home: wh for home, wh in sorted(positions_wh.items()) if wh > 0}
         sellers = {home: -wh for home, wh in sorted(positions_wh.items()) if wh < 0}

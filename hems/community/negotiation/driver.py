@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
+from hems.community.config import CommunityConfig
 from hems.community.negotiation.exchange import ExchangeCoordinator, ExchangeResult, ExchangeSettings
 from hems.protocol.messages import NegotiationAnswer, NegotiationSignal, NegotiationState
 from hems.protocol.topics import slot_token
@@ -67,6 +68,17 @@ class NegotiationDriver:
         self._outcomes: dict[int, ExchangeResult] = {}
         self._last_started_s: int | None = None
         self.refused = 0
+
+    @classmethod
+    def for_community(cls, config: CommunityConfig) -> NegotiationDriver:
+        """The driver of a community's ``[market]`` and ``[market.negotiation]`` sections."""
+        market, section = config.market, config.market.negotiation
+        prices = market.parameters(0)
+        return cls(config.member_ids, retail_micro=prices.retail_price_micro, feed_in_micro=prices.feed_in_price_micro,
+                   slot_duration_s=market.slot_duration_s, gate_closure_lead_s=market.gate_closure_lead_s,
+                   settings=ExchangeSettings(rho_per_kwh2=section.rho_per_kwh2, max_rounds=section.max_rounds),
+                   timing=NegotiationTiming(slots=section.slots, lead_s=section.lead_s,
+                                            round_timeout_s=section.round_timeout_s))
 
     def start_due_s(self, slot_start_s: int) -> float:
         """When the negotiation for the slot starting at ``slot_start_s`` begins."""
