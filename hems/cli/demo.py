@@ -36,8 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(arguments: argparse.Namespace) -> int:
     """Handler of ``hems demo``; returns the exit code."""
+    from hems.community.mechanisms.registry import mechanism_names  # noqa: PLC0415
     from hems.demo.runner import run_demo  # noqa: PLC0415
-    from hems.demo.settings import DemoSettings, demo_mechanisms  # noqa: PLC0415
+    from hems.demo.settings import DemoSettings  # noqa: PLC0415
     from hems.protocol.mqtt import broker_endpoint  # noqa: PLC0415
 
     problems = []
@@ -45,8 +46,8 @@ def run(arguments: argparse.Namespace) -> int:
         problems.append(f"--homes {arguments.homes}: allowed 1 to {MAX_HOMES}")
     if not 0.25 <= arguments.hours <= MAX_HOURS:
         problems.append(f"--hours {arguments.hours:g}: allowed 0.25 to {MAX_HOURS}")
-    if arguments.mechanism not in demo_mechanisms():
-        problems.append(f"--mechanism {arguments.mechanism}: allowed {', '.join(demo_mechanisms())}")
+    if arguments.mechanism not in mechanism_names():
+        problems.append(f"--mechanism {arguments.mechanism}: allowed {', '.join(mechanism_names())}")
     if arguments.broker is not None:
         try:
             broker_endpoint(arguments.broker, "--broker")

@@ -80,6 +80,15 @@ class CommunityService:
         finally:
             stopping.cancel()
 
+    async def catch_up(self) -> None:
+        """Do what is due at the clock's present instant now (clear, settle, start or close a
+        negotiation's round), without waiting for the run loop's next wake-up. Under a VirtualClock
+        the run loop is a bystander that wakes only as time passes; whoever holds simulated time at a
+        market moment (the demo's conductor) calls this so the moment's work happens at that instant.
+        Ticks are idempotent, so the run loop's own tick later changes nothing."""
+        assert self.manager is not None, "start() first"
+        await self._deliver(await self._in_worker(self.manager.tick, self.clock.now_s()))
+
     async def stop(self) -> None:
         """Disconnect and close the books."""
         await self.link.stop()

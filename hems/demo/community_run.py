@@ -24,7 +24,7 @@ import numpy as np
 from drivers.emulators import SitePlant
 from drivers.emulators.modbus_server import EmulatorServer
 from hems.clock import VirtualClock
-from hems.community.config import CommunityConfig, parse_community_config
+from hems.community.config import CommunityConfig, NegotiationSection, parse_community_config
 from hems.community.service import CommunityService
 from hems.demo.broker import EmbeddedBroker
 from hems.demo.baselines import build_plant
@@ -65,7 +65,7 @@ class MarketMoment:
     """A simulated instant at which the conductor checks the market's messages."""
 
     at_s: float
-    kind: str  # "bids", "allocations" or "settled"
+    kind: str  # "negotiated" (admm), "bids", "allocations" or "settled"
     slot_start_s: int
 
 
@@ -98,6 +98,8 @@ def market_moments(settings: DemoSettings) -> list[MarketMoment]:
     moments = []
     for slot_start_s in settings.slot_starts_s:
         gate_s = slot_start_s - settings.gate_closure_lead_s
+        if settings.mechanism == "admm":  # the negotiation starts before the bids
+            moments.append(MarketMoment(gate_s - NegotiationSection().lead_s + AFTER_S, "negotiated", slot_start_s))
         moments.append(MarketMoment(gate_s - runtime.submit_lead_s + AFTER_S, "bids", slot_start_s))
         moments.append(MarketMoment(gate_s + AFTER_S, "allocations", slot_start_s))
         # The reports leave with the first poll after the slot; the manager settles on the last.
@@ -183,9 +185,21 @@ class Conductor:
 
     async def _await_moment(self, moment: MarketMoment) -> None:
         assert self.service is not None
+        await self.service.catch_up()  # the manager's clearing or settlement due now happens now
         slot_s = moment.slot_start_s
         state = self.service.manager.state
-        if moment.kind == "bids":
+        if moment.kind == "negotiated":
+            driver = self.service.manager.negotiation
+            assert driver is not None
+
+            def rounds_missing() -> int:
+                """0 once the negotiation ended; each round that closes counts as progress."""
+                active = driver.active  # read once: the manager's thread replaces it
+                if driver.started(slot_s) and active is None:
+                    return 0
+                return 1 + driver.settings.max_rounds - (active.coordinator.round if active is not None else 0)
+            await until(rounds_missing, MESSAGE_TIMEOUT_S, f"the negotiation for {_hhmm(slot_s)}")
+        elif moment.kind == "bids":
             def bids_missing() -> int:
                 bidders = {bid.home for bid in state.bids_for_slot(slot_s)}
                 return sum(home.home.home_id not in bidders for home in self.homes if _submitted(home, slot_s))

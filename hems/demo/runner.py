@@ -24,9 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from hems.community.mechanisms.registry import mechanism_names
 from hems.demo.model import DemoHome, HomeProfiles, RunOutcome, Scenario
 from hems.demo.progress import ProgressBoard
-from hems.demo.settings import DemoSettings, demo_mechanisms
+from hems.demo.settings import DemoSettings
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ def configure_logging(job: RunJob) -> None:
 
 def jobs_for(settings: DemoSettings, work_directory: Path, log_directory: Path, compare: bool) -> list[RunJob]:
     """The runtime runs a demo needs: MPC alone, and trading under one or every mechanism."""
-    mechanisms = demo_mechanisms() if compare else [settings.mechanism]
+    mechanisms = mechanism_names() if compare else [settings.mechanism]
     # Trading runs take about twice as long as the run without a market: they go first.
     jobs = [RunJob(mechanism, Scenario.MPC_TRADING, dataclasses.replace(settings, mechanism=mechanism),
                    work_directory / mechanism, log_directory / f"{mechanism}.log") for mechanism in mechanisms]

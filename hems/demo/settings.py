@@ -67,18 +67,3 @@ class DemoSettings:
     def slot_starts_s(self) -> list[int]:
         """The start of every market slot of the period."""
         return [self.start_s + index * self.runtime.slot_s for index in range(self.slots)]
-
-
-#: Mechanisms the demo does not run yet. ``admm`` negotiates in rounds before each gate closure;
-#: under the demo's simulated time the conductor does not yet hold the clock through a negotiation
-#: reliably (rounds time out in simulated time), so its result would be the bid-curve fallback
-#: under another name. tests/e2e/test_community_day.py runs a day of it over a real mosquitto.
-NOT_IN_DEMO = frozenset({"admm"})
-
-
-def demo_mechanisms() -> tuple[str, ...]:
-    """The mechanisms ``hems demo --mechanism`` and ``--compare`` run."""
-    from hems.community.mechanisms.registry import mechanism_names  # noqa: PLC0415
-
-    return tuple(name for name in mechanism_names() if name not in NOT_IN_DEMO)
-

@@ -12,7 +12,6 @@ from hems.cli import main
     (["--homes", "0"], "--homes 0: allowed 1 to 1000"),
     (["--hours", "0.1"], "--hours 0.1: allowed 0.25 to 336"),
     (["--mechanism", "barter"], "--mechanism barter: allowed uniform_auction, pay_as_bid, bid_curve"),
-    (["--mechanism", "admm"], "--mechanism admm: allowed uniform_auction"),  # not in the demo yet
     (["--broker", "http://127.0.0.1:1883"], "--broker: the scheme must be mqtt:// or mqtts://"),
 ])
 def test_bad_arguments_are_refused_with_the_allowed_range(arguments: list[str], expected: str, tmp_path,

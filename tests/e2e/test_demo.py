@@ -42,3 +42,21 @@ def test_demo_runs_a_community_and_its_report_adds_up(tmp_path: Path) -> None:
     settled = {(item["home"], item["slot_start_s"]) for item in settlements if item["slot_start_s"] in period}
     assert len(settled) == HOMES * SLOTS
     assert not any(item["estimated"] for item in settlements)
+
+
+def test_demo_negotiates_with_admm(tmp_path: Path) -> None:
+    """``--mechanism admm``: the homes negotiate every slot of the period with their MPC, and the
+    report adds up as for any mechanism."""
+    out, hours = tmp_path / "report", 2
+    finished = subprocess.run([sys.executable, "-m", "hems", "demo", "--homes", str(HOMES), "--hours", str(hours),
+                               "--mechanism", "admm", "--out", str(out)], capture_output=True, text=True, timeout=110)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    check_report(out)
+    period = {DEFAULT_START_S + index * 900 for index in range(hours * 4)}
+    with sqlite3.connect(out / "data/community.sqlite") as ledger:
+        details = {slot: json.loads(body)["details"] for slot, body in ledger.execute(
+            "SELECT slot_start_s, clearing_json FROM slots WHERE clearing_json IS NOT NULL")}
+    negotiated = {slot for slot, detail in details.items() if detail.get("negotiated")}
+    # The first slot's negotiation starts before the homes have a plan; every later one agrees.
+    assert negotiated >= period - {min(period)}
+    assert all(detail["rounds"] < 100 for slot, detail in details.items() if slot in negotiated)
