@@ -41,7 +41,8 @@ from hems.community.mechanisms.base import ClearingInput, Curve, MarketParameter
 from hems.community.mechanisms.bid_curve import BidCurveEquilibrium  # noqa: E402
 from hems.community.negotiation.exchange import (ExchangeCoordinator, ExchangeSettings,  # noqa: E402
                                                  negotiate_exchange)
-from hems.community.negotiation.homes import QuadraticHome, central_optimum, random_homes  # noqa: E402
+from hems.community.negotiation.driver import wire_signal  # noqa: E402
+from hems.community.negotiation.homes import QuadraticHome, central_optimum, community_cost, random_homes  # noqa: E402
 from hems.protocol.codec import decode, encode  # noqa: E402
 from hems.protocol.messages import NegotiationAnswer, NegotiationSignal, NegotiationState  # noqa: E402
 from hems.protocol.mqtt import BrokerSettings, IncomingMessage, MqttLink  # noqa: E402
@@ -52,13 +53,6 @@ RETAIL, FEED_IN = 0.30, 0.08
 GRID_POINTS = 11
 TOPICS = Topics("bench")
 SLOT_START = 1_795_046_400
-
-
-def community_cost(homes: list[QuadraticHome], positions: dict[str, np.ndarray]) -> float:
-    """Σ home costs + the retailer's bill for the community's net position per slot."""
-    total = sum(positions.values())
-    retailer = np.where(total > 0, RETAIL * total, FEED_IN * total) / 1000
-    return sum(home.cost_value(positions[home.home]) for home in homes) + float(np.sum(retailer))
 
 
 def central(homes: list[QuadraticHome], slots: int) -> tuple[float, float]:
@@ -88,7 +82,7 @@ def bid_curve(homes: list[QuadraticHome], slots: int) -> tuple[float, float]:
         seconds += time.perf_counter() - started
         for allocation in result.allocations:
             positions[allocation.home][slot] = allocation.net_import_wh
-    return community_cost(homes, positions), seconds
+    return community_cost(homes, positions, RETAIL, FEED_IN), seconds
 
 
 async def admm_over_mqtt(homes: list[QuadraticHome], slots: int, broker_url: str,
@@ -132,7 +126,8 @@ async def admm_over_mqtt(homes: list[QuadraticHome], slots: int, broker_url: str
     started = time.perf_counter()
     try:
         while True:
-            signal = _wire_signal(coordinator)
+            signal = wire_signal(coordinator.signal(), negotiation_id="bench", state=NegotiationState.ROUND,
+                                 slot_start_s=SLOT_START, duration_s=900)
             await manager.publish(TOPICS.market_signal(), encode(signal, sender="manager", sent_at=_now()))
             messages["signals"] += 1
             await asyncio.wait_for(round_closed.get(), timeout=60)
@@ -146,17 +141,7 @@ async def admm_over_mqtt(homes: list[QuadraticHome], slots: int, broker_url: str
     result = coordinator.result("converged" if report.converged else "max_rounds")
     return {"rounds": result.rounds, "converged": result.converged, "wall_s": round(wall, 3),
             "ms_per_round": round(1000 * wall / result.rounds, 2), "messages": messages,
-            "cost": community_cost(homes, result.positions_wh)}
-
-
-def _wire_signal(coordinator: ExchangeCoordinator) -> NegotiationSignal:
-    """The coordinator's round as the manager's driver sends it (integers on the wire)."""
-    signal = coordinator.signal()
-    return NegotiationSignal(
-        negotiation_id="bench", round=signal.round, state=NegotiationState.ROUND,
-        slot_start=datetime.fromtimestamp(SLOT_START, tz=timezone.utc), duration_s=900,
-        rho_micro_per_kwh2=round(signal.rho_per_kwh2 * 1e6), mean_wh=[int(round(v)) for v in signal.mean_wh],
-        price_micro=[int(round(u * signal.rho_per_kwh2 * 1e6)) for u in signal.scaled_price_kwh])
+            "cost": community_cost(homes, result.positions_wh, RETAIL, FEED_IN)}
 
 
 def _now() -> datetime:
@@ -174,6 +159,7 @@ async def measure(sizes: list[int], slots: int) -> dict:
             started = time.perf_counter()
             in_process = negotiate_exchange(homes, slots, RETAIL, FEED_IN, settings)
             in_process_s = time.perf_counter() - started
+            in_process_cost = community_cost(homes, in_process.positions_wh, RETAIL, FEED_IN)
             over_mqtt = await admm_over_mqtt(homes, slots, broker.url, settings)
             curve_cost, curve_s = bid_curve(homes, slots)
             out["sizes"][size] = {
@@ -181,7 +167,7 @@ async def measure(sizes: list[int], slots: int) -> dict:
                 "admm_mqtt": {**over_mqtt, "cost": round(over_mqtt["cost"], 4),
                               "gap": round(over_mqtt["cost"] - optimum, 5)},
                 "admm_in_process": {"rounds": in_process.rounds, "wall_s": round(in_process_s, 3),
-                                    "gap": round(community_cost(homes, in_process.positions_wh) - optimum, 5)},
+                                    "gap": round(in_process_cost - optimum, 5)},
                 "bid_curve": {"cost": round(curve_cost, 4), "gap": round(curve_cost - optimum, 5),
                               "clear_s": round(curve_s, 4)},
             }

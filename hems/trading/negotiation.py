@@ -19,7 +19,6 @@ import numpy as np
 
 from hems.clock import Clock, holding
 from hems.mpc.inputs import Negotiation, PlanInputs
-from hems.mpc.plan import Plan
 from hems.mpc.planner import Planner
 from hems.protocol.codec import encode
 from hems.protocol.messages import NegotiationAnswer, NegotiationSignal, NegotiationState
@@ -52,13 +51,11 @@ class MpcNegotiator:
         self.inputs = inputs
         self.first_slot = first_slot
         self.n_slots = n_slots
-        self.last_plan: Plan | None = None
 
     def best_response(self, target_wh: np.ndarray, rho_per_kwh2: float) -> np.ndarray:
         """Re-plan with the round's term; the net import (Wh) per negotiated slot."""
         negotiation = Negotiation(self.first_slot, tuple(np.asarray(target_wh, dtype=float)), rho_per_kwh2)
         plan = self.planner.plan(dataclasses.replace(self.inputs, negotiation=negotiation))
-        self.last_plan = plan
         hours = self.planner.step_s / 3600.0
         steps = plan.steps[self.first_slot:self.first_slot + self.n_slots]
         return np.array([(step.grid_import_w - step.grid_export_w) * hours for step in steps])

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from hems.community.negotiation.exchange import ExchangeCoordinator, ExchangeSettings, negotiate_exchange
-from hems.community.negotiation.homes import QuadraticHome, random_homes
+from hems.community.negotiation.homes import QuadraticHome, community_cost, random_homes
 from hems.community.negotiation.homes import central_optimum as reference
 
 RETAIL, FEED_IN = 0.30, 0.08
@@ -21,10 +21,7 @@ def central_optimum(homes: list[QuadraticHome], n_slots: int) -> tuple[float, np
 
 
 def objective(homes: list[QuadraticHome], positions: dict[str, np.ndarray]) -> float:
-    total = sum(positions.values())  # the retailer covers the imbalance: it exports `total`
-    retailer = -total
-    grid = np.maximum(-FEED_IN * retailer, -RETAIL * retailer) / 1000
-    return sum(home.cost_value(positions[home.home]) for home in homes) + float(np.sum(grid))
+    return community_cost(homes, positions, RETAIL, FEED_IN)
 
 
 @pytest.mark.parametrize("count", [3, 30, 300])

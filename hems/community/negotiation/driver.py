@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 import numpy as np
 
 from hems.community.config import CommunityConfig
-from hems.community.negotiation.exchange import ExchangeCoordinator, ExchangeResult, ExchangeSettings
+from hems.community.negotiation.exchange import ExchangeCoordinator, ExchangeResult, ExchangeSettings, RoundSignal
 from hems.protocol.messages import NegotiationAnswer, NegotiationSignal, NegotiationState
 from hems.protocol.topics import slot_token
 
@@ -163,12 +163,17 @@ class NegotiationDriver:
     def _signal(self, state: NegotiationState) -> NegotiationSignal:
         active = self.active
         assert active is not None
-        signal = active.coordinator.signal()
-        rho = signal.rho_per_kwh2
-        return NegotiationSignal(
-            negotiation_id=active.negotiation_id, round=signal.round, state=state,
-            slot_start=datetime.fromtimestamp(active.slot_start_s, tz=timezone.utc),
-            duration_s=self.slot_duration_s, rho_micro_per_kwh2=max(1, round(rho * MICRO)),
-            mean_wh=[int(value) for value in np.rint(signal.mean_wh)],
-            price_micro=[int(value) for value in np.rint(np.asarray(signal.scaled_price_kwh) * rho * MICRO)])
+        return wire_signal(active.coordinator.signal(), negotiation_id=active.negotiation_id, state=state,
+                           slot_start_s=active.slot_start_s, duration_s=self.slot_duration_s)
 
+
+def wire_signal(signal: RoundSignal, *, negotiation_id: str, state: NegotiationState, slot_start_s: int,
+                duration_s: int) -> NegotiationSignal:
+    """A coordinator's round as it goes on the wire: integer Wh, µ¤/kWh and µ¤/kWh²."""
+    rho = signal.rho_per_kwh2
+    return NegotiationSignal(
+        negotiation_id=negotiation_id, round=signal.round, state=state,
+        slot_start=datetime.fromtimestamp(slot_start_s, tz=timezone.utc), duration_s=duration_s,
+        rho_micro_per_kwh2=max(1, round(rho * MICRO)),
+        mean_wh=[int(value) for value in np.rint(signal.mean_wh)],
+        price_micro=[int(value) for value in np.rint(np.asarray(signal.scaled_price_kwh) * rho * MICRO)])

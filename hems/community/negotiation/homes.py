@@ -80,6 +80,15 @@ def random_homes(count: int, n_slots: int, seed: int, retail_per_kwh: float = 0.
     return homes
 
 
+def community_cost(homes: list[QuadraticHome], positions_wh: dict[str, np.ndarray], retail_per_kwh: float,
+                   feed_in_per_kwh: float) -> float:
+    """The homes' costs at their positions plus the retailer's bill for the community's net
+    position per slot (retail for a net import, feed-in for a net export), in currency."""
+    total = sum(positions_wh.values())
+    retailer = np.where(total > 0, retail_per_kwh * total, feed_in_per_kwh * total) / WH_PER_KWH
+    return sum(home.cost_value(positions_wh[home.home]) for home in homes) + float(np.sum(retailer))
+
+
 @dataclass(frozen=True)
 class CentralOptimum:
     """The energy collective of a set of homes solved at once: what a negotiation must reach."""
