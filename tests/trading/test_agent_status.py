@@ -95,7 +95,8 @@ async def test_a_withdrawn_market_configuration_means_retail_only(tmp_path, mosq
     manager = await ManagerStandIn(mosquitto_broker.url, market_config()).start()
     try:
         async with agent_harness(tmp_path, mosquitto_broker.url) as h:
-            await wait_for(lambda: h.agent.state == "trading")
+            # The manager must have seen "trading" first, or the initial "retail_only" would pass below.
+            await wait_for(lambda: manager.statuses and manager.statuses[-1].market == "trading")
             assert await manager.link.publish(manager.topics.market_config(), b"", retain=True)  # market closed
             await wait_for(lambda: manager.statuses[-1] == HomeStatus(state="online", market="retail_only"))
             assert h.agent.market_config is None
