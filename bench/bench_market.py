@@ -93,7 +93,7 @@ def slot_input(kind: InputKind, homes: int, slot: int, seed: int, devices: int =
     parameters = MarketParameters(RETAIL_MICRO, FEED_IN_MICRO, k=Fraction(1, 2), seed=seed + slot,
                                   price_grid_micro=GRID_MICRO)
     start = DAY_START + timedelta(seconds=SLOT_S * slot)
-    if kind is InputKind.ORDERS:
+    if kind in (InputKind.ORDERS, InputKind.CLASSED_ORDERS):  # a plain book: every sell local
         orders = tuple(Order(str(uuid.UUID(int=ids.getrandbits(128), version=4)), order.home, order.side,
                                    order.energy_wh, order.limit_price_micro)
                        for curve in curves for order in orders_from_curve(curve))
@@ -182,7 +182,8 @@ def per_slot(mechanisms: dict[str, object], sizes: list[int], repeats: int, limi
     rows = []
     for name, mechanism in mechanisms.items():
         kind = mechanism.input_kind
-        size = (f"{statistics.mean(inputs_per_home[name]):.1f} orders" if kind is InputKind.ORDERS
+        size = (f"{statistics.mean(inputs_per_home[name]):.1f} orders"
+                if kind in (InputKind.ORDERS, InputKind.CLASSED_ORDERS)
                 else f"1 {kind.value[:-1]}")
         rows.append([f"`{name}`", kind.value, size] + cells[name])
     return rows, notes

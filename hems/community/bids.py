@@ -20,8 +20,9 @@ from hems.community.mechanisms.base import (
     curve_from_orders,
     orders_from_curve,
 )
+from hems.community.mechanisms.differentiated import ClassedOrder, DifferentiatedInput, Donation
 from hems.community.records import utc
-from hems.protocol.messages import Side
+from hems.protocol.messages import EnergyClass, Side, SlotBid
 
 
 def orders_of(home: str, bid: Mapping[str, Any]) -> list[Order]:
@@ -40,9 +41,38 @@ def curve_of(home: str, bid: Mapping[str, Any], grid_micro: Sequence[int] = (), 
     return curve_from_orders(home, orders_of(home, bid), tuple(grid_micro), sequence)
 
 
+def classed_orders_of(home: str, bid: Mapping[str, Any]) -> list[ClassedOrder]:
+    """A stored bid's orders with their energy class (sells) or premium and partners (buys); a
+    curve's preferences go to the orders derived from it."""
+    stated = {str(order["order_id"]): order for order in bid.get("orders", ())}
+    classed = []
+    for order in orders_of(home, bid):
+        preferences = stated.get(order.order_id) or bid.get("curve") or {}
+        if order.side is Side.SELL:
+            energy_class = preferences.get("energy_class")
+            classed.append(ClassedOrder(order, None if energy_class is None else EnergyClass(energy_class)))
+        else:
+            partners = preferences.get("partners")
+            classed.append(ClassedOrder(order, None, int(preferences.get("green_premium_micro") or 0),
+                                        None if partners is None else frozenset(partners)))
+    return classed
+
+
+def donations_of(home: str, bid: Mapping[str, Any]) -> list[Donation]:
+    """A stored bid's donations; the home is their donor."""
+    return [Donation(str(item["donation_id"]), home, tuple(item["recipients"]), int(item["energy_wh"]),
+                     int(item.get("price_micro", 0))) for item in bid.get("donations", ())]
+
+
 def clearing_input(kind: InputKind, parameters: MarketParameters, bids: Sequence[tuple[str, int, Mapping[str, Any]]],
-                   positions: Mapping[str, tuple[int, int]], *, slot_start_s: int, duration_s: int) -> ClearingInput:
+                   positions: Mapping[str, tuple[int, int]], *, slot_start_s: int, duration_s: int
+                   ) -> ClearingInput | DifferentiatedInput:
     """The book for one slot: ``bids`` are (home, sequence, bid) and ``positions`` metered (import, export)."""
+    if kind is InputKind.CLASSED_ORDERS:
+        return DifferentiatedInput(parameters, tuple(order for home, _, bid in bids
+                                                     for order in classed_orders_of(home, bid)),
+                                   tuple(donation for home, _, bid in bids for donation in donations_of(home, bid)),
+                                   utc(slot_start_s), duration_s)
     if kind is InputKind.POSITIONS:
         return ClearingInput(parameters, positions=tuple(Position(home, imported, exported)
                                                          for home, (imported, exported) in sorted(positions.items())),
@@ -61,4 +91,27 @@ def crossing_reason(orders: Sequence[Order]) -> str:
     sells = [order.limit_price_micro for order in orders if order.side is Side.SELL]
     if buys and sells and max(buys) >= min(sells):
         return f"own orders cross: buy limit {max(buys)} >= sell limit {min(sells)}"
+    return ""
+
+
+def preference_problem(home: str, bid: SlotBid, members: frozenset[str], kind: InputKind,
+                       retail_price_micro: int) -> str:
+    """Why a bid's donations or partners cannot be taken ('' if they can). Classes and premiums are
+    preferences other mechanisms simply do not read; a donation moves money, so only a mechanism that
+    clears donations accepts one."""
+    if bid.donations and kind is not InputKind.CLASSED_ORDERS:
+        return "this market does not clear donations (the differentiated mechanism does)"
+    for donation in bid.donations:
+        if home in donation.recipients:
+            return "a home cannot donate to itself"
+        strangers = sorted(set(donation.recipients) - members)
+        if strangers:
+            return f"donation recipients are not members: {', '.join(strangers)}"
+        if donation.price_micro > retail_price_micro:
+            return f"donation price {donation.price_micro} is above the retail price {retail_price_micro}"
+    stated = [bid.curve] if bid.curve is not None else list(bid.orders)
+    partners = {partner for item in stated for partner in item.partners or ()}
+    strangers = sorted(partners - members)
+    if strangers:
+        return f"partners are not members: {', '.join(strangers)}"
     return ""

@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from hems.community.bids import clearing_input, crossing_reason, orders_of
+from hems.community.bids import clearing_input, crossing_reason, orders_of, preference_problem
 from hems.protocol.calendar import MarketCalendar
 from hems.community.config import CommunityConfig
 from hems.community.ledger import RecordKind
@@ -251,9 +251,10 @@ class CommunityManager:
         if bid.curve is not None and not (self.prices.feed_in_price_micro <= bid.curve.prices_micro[0]
                                           and bid.curve.prices_micro[-1] <= self.prices.retail_price_micro):
             return "curve prices must lie within [feed-in, retail]"
-        if bid.orders:
-            return crossing_reason(orders_of(home, bid.model_dump(mode="json")))
-        return ""
+        reason = preference_problem(home, bid, self.members, self.input_kind, self.prices.retail_price_micro)
+        if not reason and bid.orders:
+            reason = crossing_reason(orders_of(home, bid.model_dump(mode="json")))
+        return reason
 
     def _take_meter(self, home: str, message: Message[MeterReport], now_s: float) -> list[Outgoing]:
         report = message.payload

@@ -11,18 +11,20 @@ import hashlib
 import json
 import statistics
 from collections.abc import Iterable, Mapping
+from dataclasses import asdict
 from datetime import datetime, timezone
 from fractions import Fraction
 from typing import Any
 from uuid import UUID
 
-from hems.community.mechanisms.base import ClearingResult, HomeAllocation, OrderFill
+from hems.community.mechanisms.base import ClearingResult, HomeAllocation, OrderFill, Provenance
+from hems.protocol import messages
 from hems.protocol.messages import Allocation, OrderOutcome, OrderStatus, Side, SlotResult, SlotState
 
 
 def allocation_to_body(allocation: HomeAllocation) -> dict[str, Any]:
-    """One home's allocation as a ledger body."""
-    return {
+    """One home's allocation as a ledger body (its provenance only where the mechanism reports one)."""
+    body = {
         "home": allocation.home, "bought_wh": allocation.bought_wh, "sold_wh": allocation.sold_wh,
         "paid_nano": allocation.paid_nano, "received_nano": allocation.received_nano,
         "network_fee_nano": allocation.network_fee_nano, "community_fee_nano": allocation.community_fee_nano,
@@ -30,6 +32,9 @@ def allocation_to_body(allocation: HomeAllocation) -> dict[str, Any]:
         "fills": [{"order_id": fill.order_id, "status": str(fill.status), "filled_wh": fill.filled_wh,
                    "price_micro": fill.price_micro} for fill in allocation.fills],
     }
+    if allocation.provenance is not None:
+        body["provenance"] = asdict(allocation.provenance)
+    return body
 
 
 def allocation_from_body(body: Mapping[str, Any]) -> HomeAllocation:
@@ -40,6 +45,7 @@ def allocation_from_body(body: Mapping[str, Any]) -> HomeAllocation:
         community_fee_nano=body["community_fee_nano"], sequence=body.get("sequence"),
         fills=tuple(OrderFill(fill["order_id"], OrderStatus(fill["status"]), fill["filled_wh"], fill["price_micro"])
                     for fill in body.get("fills", ())),
+        provenance=Provenance(**body["provenance"]) if "provenance" in body else None,
     )
 
 
@@ -110,6 +116,7 @@ def allocation_message(allocation: HomeAllocation, *, slot_start_s: int, duratio
         sell_price_micro=allocation.average_price_micro(Side.SELL),
         paid_nano=allocation.paid_nano, received_nano=allocation.received_nano, fees_nano=allocation.fees_nano,
         orders=outcomes,
+        provenance=None if allocation.provenance is None else messages.Provenance(**asdict(allocation.provenance)),
     )
 
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
 from hems.community.ledger import Ledger, RecordKind
+from hems.community.mechanisms.base import Provenance
 from hems.community.settlement import settlement_from_body
 from hems.protocol.units import format_money, nano_to_decimal
 
@@ -41,6 +42,9 @@ class Statement:
     bill_nano: int
     retail_only_bill_nano: int
     savings_nano: int
+    #: Where the energy bought in the community came from, slot by slot (differentiated markets;
+    #: None elsewhere): the cleared Wh per class, and premiums.
+    provenance: Provenance | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form: counts and Wh as integers, money as exact decimal strings in currency
@@ -48,7 +52,11 @@ class Statement:
         result: dict[str, Any] = {}
         for item in fields(self):
             value = getattr(self, item.name)
-            if item.name.endswith("_nano"):
+            if item.name == "provenance":
+                if value is not None:
+                    result[item.name] = {name.removesuffix("_nano"): _decimal_string(amount)
+                                         if name.endswith("_nano") else amount for name, amount in asdict(value).items()}
+            elif item.name.endswith("_nano"):
                 result[item.name.removesuffix("_nano")] = _decimal_string(value)
             else:
                 result[item.name] = value
@@ -60,7 +68,10 @@ class Statement:
 
 
 _SUMMED = tuple(item.name for item in fields(Statement)
-                if item.name not in ("home", "month", "slots", "estimated_slots"))
+                if item.name not in ("home", "month", "slots", "estimated_slots", "provenance"))
+
+
+_PROVENANCE = tuple(item.name for item in fields(Provenance))
 
 
 def month_bounds_s(month: str) -> tuple[int, int]:
@@ -82,7 +93,12 @@ def monthly_statement(ledger: Ledger, home: str, month: str) -> Statement:
     since_s, until_s = month_bounds_s(month)
     totals = dict.fromkeys(_SUMMED, 0)
     estimated_by_slot: dict[int, bool] = {}
+    provenance: dict[str, int] | None = None
     for record in ledger.records(home=home, since_slot_s=since_s, until_slot_s=until_s):
+        if record.kind is RecordKind.ALLOCATION and "provenance" in record.body:
+            provenance = provenance or dict.fromkeys(_PROVENANCE, 0)
+            for name in _PROVENANCE:
+                provenance[name] += record.body["provenance"][name]
         if record.kind not in (RecordKind.SETTLEMENT, RecordKind.SETTLEMENT_CORRECTION):
             continue
         settlement = settlement_from_body(record.body)
@@ -90,7 +106,8 @@ def monthly_statement(ledger: Ledger, home: str, month: str) -> Statement:
             totals[name] += getattr(settlement, name)
         estimated_by_slot[settlement.slot_start_s] = settlement.estimated  # ledger order: last wins
     return Statement(home=home, month=month, slots=len(estimated_by_slot),
-                     estimated_slots=sum(estimated_by_slot.values()), **totals)
+                     estimated_slots=sum(estimated_by_slot.values()), **totals,
+                     provenance=None if provenance is None else Provenance(**provenance))
 
 
 def render_statement(statement: Statement, currency: str = "EUR") -> str:
@@ -122,6 +139,21 @@ def render_statement(statement: Statement, currency: str = "EUR") -> str:
         f"  Retail-only bill           {money(s.retail_only_bill_nano)}",
         f"  Savings                    {money(s.savings_nano)}",
     ]
+    origin = s.provenance
+    if origin is not None:
+        lines += [
+            "Origin of the energy, matched per slot in the community",
+            f"  Received as a gift         {energy(origin.donated_wh)}",
+            f"  Green-local, bought        {energy(origin.green_local_wh)}",
+            f"  Local, bought              {energy(origin.local_wh)}",
+            f"  From the retailer          {energy(origin.grid_wh)}",
+            f"  Given away                 {energy(origin.given_wh)}",
+            f"  Green-local, sold to homes {energy(origin.sold_green_local_wh)}",
+            f"  Local, sold to homes       {energy(origin.sold_local_wh)}",
+            f"  Sold to the retailer       {energy(origin.sold_grid_wh)}",
+            f"  Green premiums paid        {money(origin.premium_paid_nano)}",
+            f"  Green premiums received    {money(-origin.premium_received_nano)}",
+        ]
     return "\n".join(lines) + "\n"
 
 

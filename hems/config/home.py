@@ -107,7 +107,7 @@ class HomeConfig(Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> HomeConfig:
-        problems = _device_problems(self.device, self.p1) + _timing_problems(self)
+        problems = _device_problems(self.device, self.p1) + _timing_problems(self) + _market_problems(self)
         if problems:
             raise config_problem(*problems)
         # Trading means committed trades: the MPC must take them into account.
@@ -181,6 +181,16 @@ def _device_problems(devices: list[DeviceConfig], p1: P1Config | None) -> list[t
     if p1 is not None and p1.port in first_on_port:
         problems.append(("p1.port", invalid(
             p1.port, f"a serial port of its own (device[{first_on_port[p1.port]}] uses it for RS-485)")))
+    return problems
+
+
+def _market_problems(config: HomeConfig) -> list[tuple[str, str]]:
+    """A home cannot be its own partner or give to itself."""
+    market, home = config.market, config.home.id
+    problems = [(f"market.donation[{index}].recipients", f": {home!r} is this home; a home cannot give to itself")
+                for index, donation in enumerate(market.donation) if home in donation.recipients]
+    if market.green_partners and home in market.green_partners:
+        problems.append(("market.green_partners", f": {home!r} is this home; list other homes"))
     return problems
 
 

@@ -6,13 +6,36 @@ MPC also takes committed trades into account (``[mpc] market_enabled`` is set fo
 
 from __future__ import annotations
 
-from pydantic import Field, StrictBool, model_validator
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from hems.config.errors import config_problem, invalid
 from hems.config.operations import MqttBrokerConfig
 
 #: What a community or home id may look like (it becomes an MQTT topic level).
 IDENTIFIER_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+HomeId = Annotated[str, Field(pattern=IDENTIFIER_PATTERN)]
+
+
+class DonationSection(BaseModel):
+    """``[[market.donation]]``: part of each slot's surplus given to designated households (a
+    differentiated market clears it; others refuse bids with donations, so leave it out there)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: The homes that may receive it (community member ids), and no one else.
+    recipients: Annotated[list[HomeId], Field(min_length=1, max_length=50)]
+    #: At most this much per slot (Wh), from what the home sells.
+    energy_wh: int = Field(ge=1, le=10_000_000)
+    #: The price per kWh the recipients pay (currency per kWh; 0: free).
+    price: float = Field(default=0.0, ge=0, le=10)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> DonationSection:
+        if len(set(self.recipients)) != len(self.recipients):
+            raise config_problem(("recipients", invalid(str(self.recipients), "distinct member ids")))
+        return self
 
 
 class MarketSection(MqttBrokerConfig):
@@ -36,12 +59,22 @@ class MarketSection(MqttBrokerConfig):
     resend_after_s: float = Field(default=60.0, ge=5, le=86_400)
     #: Seconds the manager has to acknowledge a submission before the home counts it unreachable.
     ack_timeout_s: float = Field(default=30.0, ge=1, le=3600)
+    #: What the home sells: ``local`` energy, or ``green_local`` (from its own renewables).
+    energy_class: Literal["local", "green_local"] = "local"
+    #: What the home pays on top of the energy price for green-local energy (currency per kWh).
+    green_premium: float = Field(default=0.0, ge=0, le=10)
+    #: Only these homes' green energy earns the premium (any home when unset; needs a premium).
+    green_partners: Annotated[list[HomeId], Field(min_length=1, max_length=50)] | None = None
+    #: Surplus given to designated households, each slot (see DonationSection).
+    donation: list[DonationSection] = Field(default_factory=list, max_length=10)
 
     @model_validator(mode="after")
     def _consistent(self) -> MarketSection:
         problems: list[tuple[str, str]] = []
         if self.enabled and self.community is None:
             problems.append(("community", ": required when enabled (the community id the manager publishes under)"))
+        if self.green_partners is not None and self.green_premium == 0:
+            problems.append(("green_partners", ": only with a green_premium above 0 (partners qualify the premium)"))
         if not self.broker_tls:
             problems += [(name, invalid(str(getattr(self, name)), "only with an mqtts:// broker"))
                          for name in ("ca_file", "cert_file", "key_file") if getattr(self, name) is not None]

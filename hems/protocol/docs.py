@@ -99,12 +99,23 @@ Order.order_id: Chosen by the home; unique within the slot.
 Order.side: Buy or sell.
 Order.energy_wh: The most energy to trade.
 Order.limit_price_micro: The highest price a buyer pays, the lowest a seller takes (energy only, before fees).
+Order.energy_class: A sell's energy class (`local` when absent); read by the `differentiated` mechanism.
+Order.green_premium_micro: A buy's premium per kWh for green-local energy, on top of the price (`differentiated`).
+Order.partners: With a premium: only these homes' green-local energy earns it (any home when absent).
 Curve.prices_micro: The published price grid (price_grid_micro of the market config).
 Curve.net_import_wh: What the home would buy (+) or sell (−) at each price.
+Curve.energy_class: The class of what the curve sells (`local` when absent); read by `differentiated`.
+Curve.green_premium_micro: The premium per kWh the curve's purchases pay for green-local energy.
+Curve.partners: With a premium: only these homes' green-local energy earns it (any home when absent).
+Donation.donation_id: Chosen by the home; unique within the slot.
+Donation.recipients: The member homes the energy may go to, and no one else.
+Donation.energy_wh: At most this much of the slot's sells is given.
+Donation.price_micro: What the recipients pay per kWh (0: free); never above retail.
 SlotBid.slot_start: The slot's start.
 SlotBid.duration_s: The slot's length: the market's slot_duration_s.
 SlotBid.orders: Limit orders (bid_format `orders`); empty together with no curve: cancel.
 SlotBid.curve: A net-import curve (bid_format `curve`).
+SlotBid.donations: Energy given to designated households from this slot's sells (`differentiated` only).
 OrderSubmission.sequence: The home's submission number, increasing; echoed in its allocations.
 OrderSubmission.slots: One bid per slot; slots not listed keep their earlier bid.
 SlotAck.slot_start: The slot this line is about.
@@ -130,6 +141,17 @@ Allocation.paid_nano: Money for energy bought.
 Allocation.received_nano: Money for energy sold.
 Allocation.fees_nano: Network and community fees, paid on top by the buyer.
 Allocation.orders: The final status of each order of the home in this slot.
+Allocation.provenance: Where the energy bought came from and the energy sold went, per class (`differentiated`).
+Provenance.donated_wh: Received as a gift (a donation to this home).
+Provenance.green_local_wh: Bought from homes' green-local sells.
+Provenance.local_wh: Bought from homes' local sells.
+Provenance.grid_wh: Bought from the retailer in the clearing.
+Provenance.given_wh: Given to designated households (this home's donations).
+Provenance.sold_green_local_wh: Sold to homes as green-local energy.
+Provenance.sold_local_wh: Sold to homes as local energy.
+Provenance.sold_grid_wh: Sold to the retailer in the clearing.
+Provenance.premium_paid_nano: Green premiums paid (inside paid_nano).
+Provenance.premium_received_nano: Green premiums received (inside received_nano).
 MeterReport.slot_start: The slot's start.
 MeterReport.duration_s: The slot's length.
 MeterReport.import_wh: Energy the grid meter counted into the home during the slot.
@@ -188,6 +210,8 @@ ENUM_NOTES: dict[str, dict[str, str]] = {
     "BidFormat": {"orders": "Limit orders.", "curve": "A net-import curve per slot on the price grid.",
                   "none": "Nothing: the sharing rules work from metered positions."},
     "Side": {"buy": "The home buys.", "sell": "The home sells."},
+    "EnergyClass": {"grid": "The retailer's (never a home's).", "local": "A home's energy (the default).",
+                    "green_local": "A home's renewable energy."},
     "SlotState": {"OPEN": "The gate is open.", "CLOSED": "The gate closed; clearing is under way.",
                   "CLEARED": "Prices and allocations are known.", "SETTLED": "Metered and booked."},
     "NegotiationState": {"round": "Answer this round.", "converged": "Over: the positions stand.",
@@ -200,7 +224,11 @@ RULES: dict[str, tuple[str, ...]] = {
                      "price_rule_k is a finite decimal in [0, 1]."),
     "Curve": ("prices_micro and net_import_wh have the same length.", "prices_micro is strictly ascending.",
               "net_import_wh is non-increasing: at a higher price a home buys less or sells more."),
-    "SlotBid": ("orders or a curve, not both.", "order_id is unique within the slot."),
+    "SlotBid": ("orders or a curve, not both.", "order_id is unique within the slot.",
+                "donation_id is unique within the slot; donations need orders or a curve to give from."),
+    "Order": ("A sell may state energy_class; a buy green_premium_micro and partners.",
+              "energy_class is never grid; partners need green_premium_micro > 0 and are distinct."),
+    "Donation": ("recipients are distinct.",),
     "OrderSubmission": ("Each slot_start appears once.",),
     "NegotiationSignal": ("mean_wh and price_micro have one value per slot.",),
 }

@@ -22,6 +22,8 @@ MAX_PRICE_MICRO = 100_000_000  # 100 currency units per kWh
 MAX_SLOTS_PER_MESSAGE = 192  # 48 h of 15-min slots
 MAX_ORDERS_PER_SLOT = 50
 MAX_CURVE_POINTS = 101
+MAX_PARTNERS = 50
+MAX_DONATIONS_PER_SLOT = 10
 
 EnergyWh = Annotated[int, Field(ge=0, le=MAX_ENERGY_WH)]
 PositiveEnergyWh = Annotated[int, Field(ge=1, le=MAX_ENERGY_WH)]
@@ -45,6 +47,16 @@ class OrderStatus(StrEnum):
     PARTIALLY_FILLED = "PARTIALLY_FILLED"
     UNMATCHED = "UNMATCHED"
     EXPIRED = "EXPIRED"
+
+
+class EnergyClass(StrEnum):
+    """Where energy comes from: the retailer (grid), a home (local), a home's renewables (green_local).
+
+    A home sells ``local`` or ``green_local``; ``grid`` is the retailer's alone."""
+
+    GRID = "grid"
+    LOCAL = "local"
+    GREEN_LOCAL = "green_local"
 
 
 class BidFormat(StrEnum):
@@ -118,17 +130,53 @@ class MarketConfig(Payload):
         return self
 
 
-class Order(WireModel):
-    """A limit order: up to ``energy_wh`` at ``limit_price_micro`` or better (buyer pays fees on top)."""
+Partners = Annotated[list[Identifier], Field(min_length=1, max_length=MAX_PARTNERS)]
+
+
+class EnergyPreferences(WireModel):
+    """What differentiated markets read from an order or a curve (others ignore it).
+
+    ``energy_class`` qualifies what the bid sells (``local`` when absent); ``green_premium_micro`` is what
+    the home pays per kWh on top of the energy price for green-local energy it buys, and ``partners``
+    (with a premium only) names the homes whose green energy earns that premium (any home when absent)."""
+
+    energy_class: EnergyClass | None = None
+    green_premium_micro: PriceMicro | None = None  # None: no premium (kept off the wire)
+    partners: Partners | None = None
+
+    @model_validator(mode="after")
+    def _preferences(self) -> EnergyPreferences:
+        if self.energy_class is EnergyClass.GRID:
+            raise ValueError("energy_class: a home sells local or green_local energy, never grid")
+        if self.partners is not None:
+            if not self.green_premium_micro:
+                raise ValueError("partners qualify a green premium: set green_premium_micro > 0")
+            if len(set(self.partners)) != len(self.partners):
+                raise ValueError("partners must be distinct")
+        return self
+
+
+class Order(EnergyPreferences):
+    """A limit order: up to ``energy_wh`` at ``limit_price_micro`` or better (buyer pays fees on top).
+    A sell may carry an ``energy_class``; a buy a ``green_premium_micro`` and ``partners``."""
 
     order_id: UUID
     side: Side
     energy_wh: PositiveEnergyWh
     limit_price_micro: PriceMicro
 
+    @model_validator(mode="after")
+    def _preferences_fit_the_side(self) -> Order:
+        if self.side is Side.SELL and (self.green_premium_micro or self.partners is not None):
+            raise ValueError("a sell order states an energy_class; premiums and partners belong to buy orders")
+        if self.side is Side.BUY and self.energy_class is not None:
+            raise ValueError("a buy order states a green_premium_micro; energy_class belongs to sell orders")
+        return self
 
-class Curve(WireModel):
-    """Net import (Wh; + buy, − sell) at each price of the published grid, non-increasing in price."""
+
+class Curve(EnergyPreferences):
+    """Net import (Wh; + buy, − sell) at each price of the published grid, non-increasing in price.
+    Its ``energy_class`` qualifies the energy it sells; its premium and partners the energy it buys."""
 
     prices_micro: Annotated[list[PriceMicro], Field(min_length=2, max_length=MAX_CURVE_POINTS)]
     net_import_wh: Annotated[list[SignedEnergyWh], Field(min_length=2, max_length=MAX_CURVE_POINTS)]
@@ -145,14 +193,33 @@ class Curve(WireModel):
         return self
 
 
+class Donation(WireModel):
+    """Up to ``energy_wh`` of the home's surplus in the slot, at ``price_micro`` per kWh (0: free), for
+    the ``recipients`` only (energy given to designated households). What the recipients do not take
+    stays in the home's sells."""
+
+    donation_id: UUID
+    recipients: Annotated[list[Identifier], Field(min_length=1, max_length=MAX_PARTNERS)]
+    energy_wh: PositiveEnergyWh
+    price_micro: PriceMicro = 0
+
+    @field_validator("recipients")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("recipients must be distinct")
+        return value
+
+
 class SlotBid(WireModel):
-    """A home's bid for one slot: orders or a curve. It replaces the home's earlier bid for that
-    slot; an empty ``orders`` list without a curve cancels it."""
+    """A home's bid for one slot: orders or a curve, and donations. It replaces the home's earlier bid
+    for that slot; an empty ``orders`` list without a curve cancels it."""
 
     slot_start: UtcInstant
     duration_s: SlotDuration
     orders: Annotated[list[Order], Field(max_length=MAX_ORDERS_PER_SLOT)] = []
     curve: Curve | None = None
+    donations: Annotated[list[Donation], Field(max_length=MAX_DONATIONS_PER_SLOT)] = []
 
     @model_validator(mode="after")
     def _one_kind(self) -> SlotBid:
@@ -161,6 +228,11 @@ class SlotBid(WireModel):
         ids = [order.order_id for order in self.orders]
         if len(set(ids)) != len(ids):
             raise ValueError("order_id must be unique within a slot")
+        donation_ids = [donation.donation_id for donation in self.donations]
+        if len(set(donation_ids)) != len(donation_ids):
+            raise ValueError("donation_id must be unique within a slot")
+        if self.donations and not self.orders and self.curve is None:
+            raise ValueError("donations come from the slot's sells: a bid without orders or a curve gives nothing")
         return self
 
 
@@ -209,6 +281,24 @@ class OrderOutcome(WireModel):
     price_micro: PriceMicro | None = None
 
 
+class Provenance(WireModel):
+    """Where the energy a home bought in one slot came from, and where the energy it sold went (Wh),
+    matched in time (the slot) and place (the community); the premiums paid and received (n¤).
+    Bought: ``donated_wh + green_local_wh + local_wh + grid_wh`` = ``bought_wh`` of the allocation;
+    sold: ``given_wh + sold_green_local_wh + sold_local_wh + sold_grid_wh`` = ``sold_wh``."""
+
+    donated_wh: EnergyWh = 0
+    green_local_wh: EnergyWh = 0
+    local_wh: EnergyWh = 0
+    grid_wh: EnergyWh = 0
+    given_wh: EnergyWh = 0
+    sold_green_local_wh: EnergyWh = 0
+    sold_local_wh: EnergyWh = 0
+    sold_grid_wh: EnergyWh = 0
+    premium_paid_nano: Annotated[int, Field(ge=0)] = 0
+    premium_received_nano: Annotated[int, Field(ge=0)] = 0
+
+
 class Allocation(Payload):
     """``home/<id>/allocation`` (private): what the home bought and sold in one slot.
 
@@ -231,6 +321,7 @@ class Allocation(Payload):
     received_nano: Annotated[int, Field(ge=0)]
     fees_nano: Annotated[int, Field(ge=0)]
     orders: Annotated[list[OrderOutcome], Field(max_length=MAX_ORDERS_PER_SLOT)] = []
+    provenance: Provenance | None = None  # differentiated markets only
 
 
 class MeterReport(Payload):

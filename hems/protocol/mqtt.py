@@ -178,11 +178,12 @@ class MqttLink:
             _check_qos(will.qos)
         self._will = will
         self._on_connection_change = on_connection_change
-        # Guards what paho's thread touches too: the next five fields.
+        # Guards what paho's thread touches too: the next six fields.
         self._lock = threading.Lock()
         self._subscriptions: dict[str, tuple[Handler, int]] = {}
         self._pending: dict[int, asyncio.Future[bool]] = {}  # publish futures by mid
         self._early_acks: set[int] = set()  # acks that came before publish() learnt their mid
+        self._awaiting_suback: int | None = None  # the mid of the subscriptions made on connect
         self._publishing = False
         self._generation = 0  # +1 on every disconnect
         self._stats = LinkStats()
@@ -223,8 +224,9 @@ class MqttLink:
     async def start(self, connect_timeout_s: float | None = None) -> None:
         """Start connecting in the background (paho's thread keeps reconnecting).
 
-        Without ``connect_timeout_s`` this returns at once. With it, it waits for the first CONNACK and
-        raises ConnectionError when the broker refuses us (with its reason) or TimeoutError (with the
+        Without ``connect_timeout_s`` this returns at once. With it, it waits for the first CONNACK (and
+        the SUBACK of the subscriptions made so far, so no message published after ``start`` returns
+        is missed for want of a subscription) and raises ConnectionError when the broker refuses us (with its reason) or TimeoutError (with the
         last transport error) when none came in time; the link is stopped in both cases.
         """
         if self._client is not None:
@@ -397,7 +399,9 @@ class MqttLink:
         with self._lock:
             filters = [(topic_filter, qos) for topic_filter, (_, qos) in self._subscriptions.items()]
         if filters:
-            client.subscribe(filters)
+            _, mid = client.subscribe(filters)
+            with self._lock:
+                self._awaiting_suback = mid
         self._to_loop(self._handle_connected, bool(flags.session_present))
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
@@ -433,6 +437,12 @@ class MqttLink:
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
                       reason_codes: list[mqtt.ReasonCode], properties: mqtt.Properties | None) -> None:
+        with self._lock:
+            first = mid == self._awaiting_suback
+            if first:
+                self._awaiting_suback = None
+        if first:
+            self._to_loop(self._handle_subscribed)
         refused = sum(1 for code in reason_codes if code.is_failure)
         if refused:
             logger.warning("broker refused %d of %d subscriptions (ACL?)", refused, len(reason_codes),
@@ -460,9 +470,16 @@ class MqttLink:
                         "resumed" if session_present else "new", extra={"client_id": self.settings.client_id})
         self._ever_connected = True
         self._outage_logged = False
+        with self._lock:
+            subscribing = self._awaiting_suback is not None
+        if not subscribing:
+            self._handle_subscribed()
+        self._set_connected(True)
+
+    def _handle_subscribed(self) -> None:
+        """The broker confirmed the subscriptions made on connect: ``start`` may return."""
         if self._first_connack is not None and not self._first_connack.done():
             self._first_connack.set_result(None)
-        self._set_connected(True)
 
     def _handle_failure(self, reason: str, refused: bool) -> None:
         """A connect attempt failed: ``refused`` by the broker's CONNACK, or before (TCP, TLS)."""

@@ -255,7 +255,8 @@ class MarketAgent:
         if now_s >= calendar.gate_closure_s(first_slot_s):
             logger.warning("market: the bid for %s was ready after its gate closed", utc(first_slot_s).isoformat())
             return False
-        bid = submission(self.settings.home_id, self.sequence.next(now_s), curves, grid, config.bid_format)
+        bid = submission(self.settings.home_id, self.sequence.next(now_s), curves, grid, config.bid_format,
+                         self.settings.terms)
         message_id = str(uuid.uuid4())
         payload = encode(bid, sender=self.settings.home_id, sent_at=utc(now_s), message_id=uuid.UUID(message_id))
         # Known before it is sent: the manager's ack can overtake the broker's PUBACK.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import numpy as np
@@ -20,9 +21,46 @@ from hems.community.mechanisms.base import orders_from_curve
 from hems.mpc.bid_curve import BidCurve, bid_curves
 from hems.mpc.inputs import PlanInputs, Trades
 from hems.mpc.planner import Planner
-from hems.protocol.messages import (MAX_ENERGY_WH, MAX_ORDERS_PER_SLOT, BidFormat, Curve, MarketConfig, Order,
-                                    OrderSubmission, SlotBid)
+from hems.protocol.messages import (MAX_ENERGY_WH, MAX_ORDERS_PER_SLOT, BidFormat, Curve, Donation, EnergyClass,
+                                    MarketConfig, Order, OrderSubmission, Side, SlotBid)
 from hems.protocol.units import micro_to_price
+
+
+@dataclass(frozen=True)
+class DonationTerms:
+    """Up to ``energy_wh`` of each slot's surplus at ``price_micro`` (0: free) for the recipients only."""
+
+    recipients: tuple[str, ...]
+    energy_wh: int
+    price_micro: int = 0
+
+
+@dataclass(frozen=True)
+class BidTerms:
+    """What the home states with every bid besides its curve (read by differentiated markets, ignored
+    by others): the class of the energy it sells, the premium it pays per kWh for green-local energy
+    (earned only by ``partners`` when set), and its donations."""
+
+    energy_class: EnergyClass | None = None
+    green_premium_micro: int = 0
+    partners: tuple[str, ...] | None = None
+    donations: tuple[DonationTerms, ...] = ()
+
+    def for_buys(self) -> dict[str, object]:
+        """The preference fields of a buy order (or of a curve's buy side)."""
+        if not self.green_premium_micro:
+            return {}
+        return {"green_premium_micro": self.green_premium_micro,
+                "partners": None if self.partners is None else list(self.partners)}
+
+    def for_sells(self) -> dict[str, object]:
+        """The preference fields of a sell order (or of a curve's sell side)."""
+        return {} if self.energy_class is None else {"energy_class": self.energy_class}
+
+    def wire_donations(self) -> list[Donation]:
+        """This slot's donations, each with a fresh id."""
+        return [Donation(donation_id=uuid.uuid4(), recipients=list(item.recipients), energy_wh=item.energy_wh,
+                         price_micro=item.price_micro) for item in self.donations]
 
 
 def price_grid_micro(config: MarketConfig, points: int) -> tuple[int, ...]:
@@ -55,18 +93,21 @@ def compute_curves(planner: Planner, inputs: PlanInputs, indices: Sequence[int],
     return bid_curves(planner, inputs, slots=tuple(indices), prices=prices)
 
 
-def wire_curve(curve: BidCurve, grid_micro: Sequence[int]) -> Curve:
-    """The protocol's curve: the published grid and the curve's Wh (non-increasing by construction)."""
+def wire_curve(curve: BidCurve, grid_micro: Sequence[int], terms: BidTerms = BidTerms()) -> Curve:
+    """The protocol's curve: the published grid and the curve's Wh (non-increasing by construction),
+    with the home's terms on the sides it has."""
     if len(curve.net_import_wh) != len(grid_micro):
         raise ValueError(f"curve of {len(curve.net_import_wh)} points on a grid of {len(grid_micro)}")
     quantities = [min(max(q, -MAX_ENERGY_WH), MAX_ENERGY_WH) for q in curve.net_import_wh]
-    return Curve(prices_micro=list(grid_micro), net_import_wh=quantities)
+    preferences = {**(terms.for_buys() if quantities[0] > 0 else {}),
+                   **(terms.for_sells() if quantities[-1] < 0 else {})}
+    return Curve(prices_micro=list(grid_micro), net_import_wh=quantities, **preferences)
 
 
-def step_orders(home: str, curve: Curve) -> list[Order]:
+def step_orders(home: str, curve: Curve, terms: BidTerms = BidTerms()) -> list[Order]:
     """The step orders equivalent to ``curve`` (the community mechanisms' own conversion), each
-    with a fresh UUID. A grid so fine that it would need more orders than a slot may carry is
-    thinned (every other inner price) until the orders fit."""
+    with a fresh UUID and the terms of its side. A grid so fine that it would need more orders than
+    a slot may carry is thinned (every other inner price) until the orders fit."""
     prices, quantities = list(curve.prices_micro), list(curve.net_import_wh)
     while True:
         book = orders_from_curve(BookCurve(home, tuple(prices), tuple(quantities)))
@@ -75,24 +116,30 @@ def step_orders(home: str, curve: Curve) -> list[Order]:
         keep = sorted(set(range(0, len(prices), 2)) | {len(prices) - 1})
         prices, quantities = [prices[i] for i in keep], [quantities[i] for i in keep]
     return [Order(order_id=uuid.uuid4(), side=order.side, energy_wh=order.energy_wh,
-                  limit_price_micro=order.limit_price_micro) for order in book[:MAX_ORDERS_PER_SLOT]]
+                  limit_price_micro=order.limit_price_micro,
+                  **(terms.for_buys() if order.side is Side.BUY else terms.for_sells()))
+            for order in book[:MAX_ORDERS_PER_SLOT]]
 
 
-def slot_bid(home: str, curve: BidCurve, grid_micro: Sequence[int], bid_format: BidFormat) -> SlotBid:
-    """One slot's bid in the format the market asks for (``curve`` or ``orders``)."""
-    wire = wire_curve(curve, grid_micro)
+def slot_bid(home: str, curve: BidCurve, grid_micro: Sequence[int], bid_format: BidFormat,
+             terms: BidTerms = BidTerms()) -> SlotBid:
+    """One slot's bid in the format the market asks for (``curve`` or ``orders``); the donations
+    only where the bid sells something to give."""
+    wire = wire_curve(curve, grid_micro, terms)
     slot_start = curve.slot_start.astimezone(timezone.utc)
+    donations = terms.wire_donations() if wire.net_import_wh[-1] < 0 else []
     if bid_format is BidFormat.CURVE:
-        return SlotBid(slot_start=slot_start, duration_s=curve.duration_s, curve=wire)
+        return SlotBid(slot_start=slot_start, duration_s=curve.duration_s, curve=wire, donations=donations)
     if bid_format is BidFormat.ORDERS:
-        return SlotBid(slot_start=slot_start, duration_s=curve.duration_s, orders=step_orders(home, wire))
+        return SlotBid(slot_start=slot_start, duration_s=curve.duration_s, orders=step_orders(home, wire, terms),
+                       donations=donations)
     raise ValueError(f"bid format {bid_format} takes no bids")
 
 
 def submission(home: str, sequence: int, curves: Sequence[BidCurve], grid_micro: Sequence[int],
-               bid_format: BidFormat) -> OrderSubmission:
+               bid_format: BidFormat, terms: BidTerms = BidTerms()) -> OrderSubmission:
     """One submission of every curve's slot."""
-    return OrderSubmission(sequence=sequence, slots=[slot_bid(home, curve, grid_micro, bid_format)
+    return OrderSubmission(sequence=sequence, slots=[slot_bid(home, curve, grid_micro, bid_format, terms)
                                                      for curve in curves])
 
 

@@ -10,7 +10,10 @@ import asyncio
 from dataclasses import dataclass
 
 from hems.config import HomeConfig
+from hems.protocol.messages import EnergyClass
 from hems.protocol.mqtt import BrokerSettings
+from hems.protocol.units import price_to_micro
+from hems.trading.bids import BidTerms, DonationTerms
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,7 @@ class TradingSettings:
     bid_slots: int = 1
     resend_after_s: float = 60.0
     ack_timeout_s: float = 30.0
+    terms: BidTerms = BidTerms()
 
 
 def client_id(home_id: str) -> str:
@@ -47,4 +51,15 @@ async def settings_from_config(config: HomeConfig) -> TradingSettings:
     return TradingSettings(
         home_id=config.home.id, community=market.community, broker=broker,
         submit_lead_s=market.submit_lead_s, bid_points=market.bid_points, bid_slots=market.bid_slots,
-        resend_after_s=market.resend_after_s, ack_timeout_s=market.ack_timeout_s)
+        resend_after_s=market.resend_after_s, ack_timeout_s=market.ack_timeout_s, terms=bid_terms(config))
+
+
+def bid_terms(config: HomeConfig) -> BidTerms:
+    """``[market]``'s energy class, green premium, partners and donations, in the market's units."""
+    market = config.market
+    return BidTerms(
+        energy_class=None if market.energy_class == "local" else EnergyClass(market.energy_class),  # local: the default
+        green_premium_micro=price_to_micro(market.green_premium),
+        partners=None if market.green_partners is None else tuple(market.green_partners),
+        donations=tuple(DonationTerms(tuple(item.recipients), item.energy_wh, price_to_micro(item.price))
+                        for item in market.donation))

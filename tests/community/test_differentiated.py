@@ -4,13 +4,14 @@ prices inside [λ⁻, λ⁺ + premium], provenance per class, and the invariants
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from fractions import Fraction
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hems.community.mechanisms.base import ClearingInput, MarketParameters, Order
+from hems.community.mechanisms.base import ClearingInput, MarketParameters, Order, Provenance
 from hems.community.mechanisms.differentiated import (STAGE_DONATION, STAGE_GREEN, STAGE_RESIDUAL, ClassedOrder,
                                                       DifferentiatedAuction, DifferentiatedInput,
                                                       DifferentiatedResult, Donation, EnergyClass)
@@ -33,15 +34,20 @@ def sell(order_id: str, home: str, wh: int, limit: int, energy_class: EnergyClas
 def clear(orders: tuple[ClassedOrder, ...], donations: tuple[Donation, ...] = (), *, retailer: bool = True,
           **parameters) -> DifferentiatedResult:
     market = DifferentiatedInput(MarketParameters(RETAIL, FEED_IN, **parameters), orders, donations)
-    result = DifferentiatedAuction(book_retailer=retailer).clear(market)
+    result = DifferentiatedAuction(book_retailer=retailer).clear_classed(market)
     check_invariants(market, result)
     return result
 
 
 def bought(result: DifferentiatedResult) -> dict[str, tuple[int, int, int, int]]:
     """Per home with purchases: (donated, green_local, local, grid) Wh."""
-    return {item.home: (item.donated_wh, item.green_local_wh, item.local_wh, item.grid_wh)
-            for item in result.provenance if item.bought_wh}
+    return {home: (item.donated_wh, item.green_local_wh, item.local_wh, item.grid_wh)
+            for home, item in provenances(result) if item.bought_wh}
+
+
+def provenances(result: DifferentiatedResult) -> list[tuple[str, Provenance]]:
+    """(home, provenance) of every home of the slot, from its allocation."""
+    return [(allocation.home, allocation.provenance) for allocation in result.clearing.allocations]
 
 
 def test_a_green_preferring_home_gets_green_local_energy_first_when_there_is_enough():
@@ -296,7 +302,7 @@ def check_invariants(market: DifferentiatedInput, result: DifferentiatedResult) 
         assert allocation.network_fee_nano == (allocation.bought_wh - provenance.grid_wh) * parameters.network_fee_micro
         assert provenance.premium_paid_nano == sum(f.energy_wh * f.premium_micro for f in result.fills
                                                    if f.home == allocation.home and f.side is Side.BUY)
-    total = lambda name: sum(getattr(item, name) for item in result.provenance)  # noqa: E731
+    total = lambda name: sum(getattr(item, name) for _, item in provenances(result))  # noqa: E731
     # Home-to-home bought equals sold, class by class; the retailer's Wh are the grid columns.
     assert total("donated_wh") == total("given_wh") == sum(item.delivered_wh for item in result.donations)
     assert total("green_local_wh") == total("sold_green_local_wh")
@@ -305,9 +311,9 @@ def check_invariants(market: DifferentiatedInput, result: DifferentiatedResult) 
     assert total("bought_wh") - clearing.grid_import_wh == total("sold_wh") - clearing.grid_export_wh
     assert clearing.traded_wh == total("bought_wh") - clearing.grid_import_wh >= 0
     assert total("premium_paid_nano") == total("premium_received_nano")
-    for item in result.provenance:  # a seller's class columns follow its orders' classes
+    for home, item in provenances(result):  # a seller's class columns follow its orders' classes
         classes = {by_id[fill.order_id].energy_class for fill in result.fills
-                   if fill.home == item.home and fill.side is Side.SELL and fill.stage != STAGE_DONATION}
+                   if fill.home == home and fill.side is Side.SELL and fill.stage != STAGE_DONATION}
         assert item.sold_green_local_wh == 0 or GREEN in classes
         assert item.sold_local_wh == 0 or classes - {GREEN}
     if fee:
@@ -319,14 +325,14 @@ def check_invariants(market: DifferentiatedInput, result: DifferentiatedResult) 
 def test_differentiated_invariants(drawn, random):
     market, retailer = drawn
     auction = DifferentiatedAuction(book_retailer=retailer)
-    result = auction.clear(market)
+    result = auction.clear_classed(market)
     check_invariants(market, result)
-    assert auction.clear(market) == result  # deterministic
+    assert auction.clear_classed(market) == result  # deterministic
     orders, donations = list(market.orders), list(market.donations)
     random.shuffle(orders)
     random.shuffle(donations)
     shuffled = DifferentiatedInput(market.parameters, tuple(orders), tuple(donations))
-    assert auction.clear(shuffled) == result  # neither order nor donation arrival matters
+    assert auction.clear_classed(shuffled) == result  # neither order nor donation arrival matters
 
 
 @settings(max_examples=150, deadline=None)
@@ -334,13 +340,13 @@ def test_differentiated_invariants(drawn, random):
 def test_without_classes_premiums_or_donations_it_is_the_uniform_auction(drawn):
     market, retailer = drawn
     plain = ClearingInput(market.parameters, tuple(item.order for item in market.orders))
-    result = DifferentiatedAuction(book_retailer=retailer).clear(DifferentiatedInput.from_clearing_input(plain))
+    result = DifferentiatedAuction(book_retailer=retailer).clear_classed(DifferentiatedInput.from_clearing_input(plain))
     uniform = UniformPriceAuction(book_retailer=retailer).clear(plain)
     check_invariants(DifferentiatedInput.from_clearing_input(plain), result)
     mine = result.clearing
-    assert mine.allocations == uniform.allocations
+    assert [replace(item, provenance=None) for item in mine.allocations] == list(uniform.allocations)
     assert (mine.price_micro, mine.traded_wh, mine.grid_import_wh, mine.grid_export_wh, mine.retailer_nano,
             mine.trade_prices_micro) == (uniform.price_micro, uniform.traded_wh, uniform.grid_import_wh,
                                          uniform.grid_export_wh, uniform.retailer_nano, uniform.trade_prices_micro)
     assert mine.details["tie_break_hash"] == uniform.details["tie_break_hash"]
-    assert all(item.green_local_wh == 0 and item.donated_wh == 0 for item in result.provenance)
+    assert all(item.green_local_wh == 0 and item.donated_wh == 0 for _, item in provenances(result))

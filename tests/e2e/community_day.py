@@ -31,7 +31,8 @@ from hems.protocol.mqtt import BrokerSettings
 from hems.runtime.snapshot import Measurement, Quantity, SiteSnapshot
 from hems.store import AsyncStore
 from hems.trading.agent import MarketAgent
-from hems.trading.bids import with_market_terms
+from hems.protocol.messages import EnergyClass
+from hems.trading.bids import BidTerms, DonationTerms, with_market_terms
 from hems.trading.settings import TradingSettings, client_id
 from tests.conftest import wait_for
 
@@ -62,6 +63,14 @@ HOMES = (
     HomeSpec("storage", 0, 8_000, 8.0),
     HomeSpec("plain", 0, 0, 10.0),
 )
+GREEN_PREMIUM_MICRO = 20_000
+#: What the homes state in a differentiated market: the PV homes sell green energy, "solar" gives
+#: up to 300 Wh a slot to "plain", "storage" pays a premium for green energy.
+DIFFERENTIATED_TERMS = {
+    "sunny": BidTerms(EnergyClass.GREEN_LOCAL),
+    "solar": BidTerms(EnergyClass.GREEN_LOCAL, donations=(DonationTerms(("plain",), 300),)),
+    "storage": BidTerms(green_premium_micro=GREEN_PREMIUM_MICRO),
+}
 
 
 def site_of(spec: HomeSpec) -> SiteConfig:
@@ -252,7 +261,9 @@ async def community(tmp_path: Path, broker_url: str, mechanism: str) -> AsyncIte
             store = await AsyncStore.in_directory(tmp_path / spec.name)
             settings = TradingSettings(home_id=spec.name, community=COMMUNITY,
                                        broker=BrokerSettings(url=broker_url, client_id=client_id(spec.name)),
-                                       submit_lead_s=SUBMIT_LEAD_S, bid_points=11, ack_timeout_s=3 * SLOT_S)
+                                       submit_lead_s=SUBMIT_LEAD_S, bid_points=11, ack_timeout_s=3 * SLOT_S,
+                                       terms=DIFFERENTIATED_TERMS.get(spec.name, BidTerms())
+                                       if mechanism == "differentiated" else BidTerms())
             home.agent = MarketAgent(settings, clock, store, home, max_gap_s=2 * SLOT_S)
             await home.agent.start()
             homes.append(home)

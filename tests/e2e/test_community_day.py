@@ -13,7 +13,7 @@ from hems.community.ledger import RecordKind
 from hems.community.mechanisms.registry import mechanism_names
 from hems.community.settlement import settlement_from_body
 from tests.conftest import wait_for
-from tests.e2e.community_day import FEED_IN, HOMES, RETAIL, community, day_slots
+from tests.e2e.community_day import (FEED_IN, GREEN_PREMIUM_MICRO, HOMES, RETAIL, community, day_slots)
 
 RETAIL_MICRO, FEED_IN_MICRO = round(RETAIL * 1e6), round(FEED_IN * 1e6)
 UNIFORM_PRICE = {"uniform_auction", "bid_curve"}
@@ -76,8 +76,36 @@ async def test_a_day_of_trading(tmp_path, mosquitto_broker, mechanism):
         assert traded_wh > 0, "a sunny day in a mixed street trades something"
         if mechanism == "admm":  # the homes did negotiate: every slot reached an agreement
             assert negotiated_slots == len(day_slots())
+        if mechanism == "differentiated":
+            check_differentiated_day(ledger)
         # The homes' own view: every slot they bid for came back as a commitment.
         if running.bidding:
             assert all(len(home.agent.commitments) > 0 for home in running.homes)
         # Every meter report was acknowledged: nothing is left in any home's outbox.
         await wait_for(lambda: all(home.agent.describe()["outbox_pending"] == 0 for home in running.homes))
+
+
+def check_differentiated_day(ledger) -> None:
+    """Provenance over the day: the donation reached "plain" only, the premium bought green energy,
+    classes balance slot by slot, and no buyer paid more than retail plus its premium."""
+    received: dict[str, int] = {}
+    green_bought = 0
+    for slot_s in day_slots():
+        bodies = {record.home: record.body for record in ledger.records(kind=RecordKind.ALLOCATION,
+                                                                         slot_start_s=slot_s)}
+        origin = {home: body["provenance"] for home, body in bodies.items()}
+        for home, item in origin.items():
+            received[home] = received.get(home, 0) + item["donated_wh"]
+            assert sum(item[key] for key in ("donated_wh", "green_local_wh", "local_wh", "grid_wh")) \
+                == bodies[home]["bought_wh"], (slot_s, home)
+            if bodies[home]["bought_wh"]:
+                premium = GREEN_PREMIUM_MICRO if home == "storage" else 0
+                assert bodies[home]["paid_nano"] <= bodies[home]["bought_wh"] * (RETAIL_MICRO + premium)
+        total = lambda key: sum(item[key] for item in origin.values())  # noqa: E731
+        assert total("donated_wh") == total("given_wh") == origin.get("solar", {}).get("given_wh", 0)
+        assert total("green_local_wh") == total("sold_green_local_wh")
+        assert total("premium_paid_nano") == total("premium_received_nano")
+        green_bought += origin.get("storage", {}).get("green_local_wh", 0)
+    assert received.get("plain", 0) > 0, "solar's surplus reached plain"
+    assert sum(received.values()) == received["plain"]  # and no one else
+    assert green_bought > 0, "the premium bought green energy"

@@ -23,6 +23,9 @@ from hems.protocol.messages import (
     PAYLOAD_TYPES,
     Ack,
     Allocation,
+    Curve,
+    Donation,
+    EnergyClass,
     HomeStatus,
     MarketConfig,
     MeterReport,
@@ -32,6 +35,7 @@ from hems.protocol.messages import (
     OrderStatus,
     OrderSubmission,
     Payload,
+    Provenance,
     Side,
     SlotBid,
     SlotResult,
@@ -51,7 +55,21 @@ LABEL_LIMIT = 500  # Ack.diagnostic_label's max_length: a label must fit into th
 def _variants() -> list[Payload]:
     """Payloads beyond the documented examples: optional fields unset, the other branches set."""
     slot = datetime(2026, 11, 21, 10, 15, tzinfo=timezone.utc)
+    green_buy = Order(order_id=UUID(int=1, version=4), side=Side.BUY, energy_wh=500, limit_price_micro=250_000,
+                      green_premium_micro=20_000, partners=["home-02", "home-03"])
+    green_sell = Order(order_id=UUID(int=2, version=4), side=Side.SELL, energy_wh=400, limit_price_micro=90_000,
+                       energy_class=EnergyClass.GREEN_LOCAL)
+    gift = Donation(donation_id=UUID(int=3, version=4), recipients=["home-07"], energy_wh=300)
     return [
+        OrderSubmission(sequence=7, slots=[
+            SlotBid(slot_start=slot, duration_s=900, orders=[green_buy, green_sell], donations=[gift]),
+            SlotBid(slot_start=slot + timedelta(minutes=15), duration_s=900, curve=Curve(
+                prices_micro=[80_000, 300_000], net_import_wh=[200, -600], energy_class=EnergyClass.LOCAL,
+                green_premium_micro=5_000))]),
+        Allocation(slot_start=slot, duration_s=900, mechanism="differentiated", bought_wh=500, sold_wh=400,
+                   buy_price_micro=210_000, paid_nano=500 * 210_000, received_nano=300 * 110_000, fees_nano=0,
+                   provenance=Provenance(green_local_wh=300, grid_wh=200, given_wh=100, sold_green_local_wh=300,
+                                         premium_paid_nano=300 * 20_000, premium_received_nano=300 * 20_000)),
         Ack(status=ReceptionStatus.INVALID_DATA, diagnostic_label="slots.0.duration_s: too small"),
         Allocation(slot_start=slot, duration_s=900, mechanism="supply_demand_ratio", bought_wh=0, sold_wh=700,
                    sell_price_micro=164_384, paid_nano=0, received_nano=700 * 164_384, fees_nano=0),
@@ -486,3 +504,28 @@ def test_negotiation_prices_may_be_negative_between_rounds_but_energy_stays_boun
     answer = document("negotiation_answer")
     answer["payload"]["net_import_wh"] = [10_000_001]
     rejected(raw(answer), (NegotiationAnswer,), ReceptionStatus.INVALID_DATA, "net_import_wh")
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    (lambda order: order.update(energy_class="grid"), ("never grid",)),
+    (lambda order: order.update(green_premium_micro=20_000), ("sell order", "premiums")),
+    (lambda order: order.update(side="buy"), ("buy order", "energy_class")),
+])
+def test_an_order_states_the_preferences_of_its_side(change, words):
+    doc = json.loads(wire(_variants()[0]))
+    change(doc["payload"]["slots"][0]["orders"][1])  # the green sell
+    rejected(raw(doc), (OrderSubmission,), ReceptionStatus.INVALID_DATA, *words)
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    (lambda bid: bid["orders"][0].pop("green_premium_micro"), ("partners", "green_premium_micro > 0")),
+    (lambda bid: bid["orders"][0].update(partners=["home-02", "home-02"]), ("partners", "distinct")),
+    (lambda bid: bid["donations"][0].update(recipients=["home-07", "home-07"]), ("recipients", "distinct")),
+    (lambda bid: bid["donations"].append(dict(bid["donations"][0])), ("donation_id", "unique")),
+    (lambda bid: bid.update(orders=[]), ("donations", "gives nothing")),
+    (lambda bid: bid["donations"][0].update(energy_wh=0), ("energy_wh",)),
+])
+def test_partners_and_donations_are_checked(change, words):
+    doc = json.loads(wire(_variants()[0]))
+    change(doc["payload"]["slots"][0])
+    rejected(raw(doc), (OrderSubmission,), ReceptionStatus.INVALID_DATA, *words)

@@ -13,9 +13,10 @@ from hems.community.mechanisms.base import Order as BookOrder
 from hems.community.mechanisms.base import curve_from_orders
 from hems.mpc.bid_curve import BidCurve
 from hems.mpc.inputs import PlanInputs
-from hems.protocol.messages import MAX_ORDERS_PER_SLOT, Allocation, BidFormat, Curve, Side
+from hems.protocol.messages import MAX_ORDERS_PER_SLOT, Allocation, BidFormat, Curve, EnergyClass, Side
 from hems.protocol.units import money_nano
-from hems.trading.bids import SequenceCounter, price_grid_micro, slot_bid, slot_indices, step_orders, submission
+from hems.trading.bids import (BidTerms, DonationTerms, SequenceCounter, price_grid_micro, slot_bid, slot_indices,
+                               step_orders, submission)
 from hems.protocol.calendar import MarketCalendar
 from hems.trading.commitments import Commitments, committed_trade
 from tests.trading.conftest import GRID_MICRO, SLOT0_S, STEP_S, market_config, utc
@@ -91,6 +92,31 @@ def test_a_curve_becomes_a_slot_bid_in_either_format():
     with pytest.raises(ValueError):
         slot_bid("h", curve, [80_000, 300_000], BidFormat.NONE)
     assert submission("h", 5, [curve], [80_000, 300_000], BidFormat.CURVE).sequence == 5
+
+
+TERMS = BidTerms(EnergyClass.GREEN_LOCAL, 20_000, ("p1",), (DonationTerms(("r1", "r2"), 150, 0),))
+
+
+def test_the_homes_terms_go_on_the_side_they_qualify():
+    curve = BidCurve(slot_start=utc(SLOT0_S), duration_s=STEP_S, prices=(0.08, 0.3), net_import_wh=(300, -200))
+    as_orders = slot_bid("h", curve, [80_000, 300_000], BidFormat.ORDERS, TERMS)
+    buy, = [order for order in as_orders.orders if order.side is Side.BUY]
+    sell, = [order for order in as_orders.orders if order.side is Side.SELL]
+    assert (buy.energy_class, buy.green_premium_micro, buy.partners) == (None, 20_000, ["p1"])
+    assert (sell.energy_class, sell.green_premium_micro, sell.partners) == (EnergyClass.GREEN_LOCAL, None, None)
+    donation, = as_orders.donations
+    assert (donation.recipients, donation.energy_wh, donation.price_micro) == (["r1", "r2"], 150, 0)
+    as_curve = slot_bid("h", curve, [80_000, 300_000], BidFormat.CURVE, TERMS)
+    assert (as_curve.curve.energy_class, as_curve.curve.green_premium_micro) == (EnergyClass.GREEN_LOCAL, 20_000)
+    assert as_curve.donations[0].donation_id != donation.donation_id  # a fresh id per bid
+
+
+def test_a_bid_that_sells_nothing_gives_nothing_and_states_no_class():
+    buying = BidCurve(slot_start=utc(SLOT0_S), duration_s=STEP_S, prices=(0.08, 0.3), net_import_wh=(300, 100))
+    bid = slot_bid("h", buying, [80_000, 300_000], BidFormat.CURVE, TERMS)
+    assert bid.donations == [] and bid.curve.energy_class is None and bid.curve.green_premium_micro == 20_000
+    plain = slot_bid("h", buying, [80_000, 300_000], BidFormat.ORDERS)
+    assert b"green" not in plain.model_dump_json(exclude_none=True).encode()  # the wire stays as it was
 
 
 def test_sequence_numbers_increase_even_when_the_clock_stands_still():

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from hems.protocol.messages import EnergyClass
+from hems.trading.bids import BidTerms, DonationTerms
 from hems.trading.settings import client_id, settings_from_config
 from tests.config.helpers import MINIMAL, load, problems, with_section
 
@@ -15,7 +17,8 @@ def test_off_by_default_and_the_mpc_ignores_trades():
     assert config.market.model_dump() == {
         "enabled": False, "broker": "mqtt://127.0.0.1:1883", "community": None, "username": None,
         "password_file": None, "ca_file": None, "cert_file": None, "key_file": None, "submit_lead_s": 60.0,
-        "bid_points": 11, "bid_slots": 1, "resend_after_s": 60.0, "ack_timeout_s": 30.0}
+        "bid_points": 11, "bid_slots": 1, "resend_after_s": 60.0, "ack_timeout_s": 30.0,
+        "energy_class": "local", "green_premium": 0.0, "green_partners": None, "donation": []}
     assert not config.site.mpc.market_enabled
 
 
@@ -39,6 +42,15 @@ def test_enabling_the_market_lets_the_mpc_use_committed_trades():
     ("resend_after_s = 1", "market.resend_after_s = 1 is out of range: allowed [5, 86400]"),
     ("enabled = 1", "market.enabled"),
     ("colour = 1", "market.colour: unknown key"),
+    ('energy_class = "grid"', "market.energy_class"),
+    ("green_premium = -0.01", "market.green_premium = -0.01 is out of range"),
+    ('green_partners = ["home-02"]', "market.green_partners: only with a green_premium above 0"),
+    ('green_premium = 0.02\ngreen_partners = ["home-01"]', "market.green_partners: 'home-01' is this home"),
+    ('[[market.donation]]\nrecipients = ["home-01"]\nenergy_wh = 500',
+     "market.donation[0].recipients: 'home-01' is this home"),
+    ('[[market.donation]]\nrecipients = ["a", "a"]\nenergy_wh = 500', "market.donation[0].recipients"),
+    ('[[market.donation]]\nrecipients = ["a"]\nenergy_wh = 0', "market.donation[0].energy_wh = 0 is out of range"),
+    ('[[market.donation]]\nrecipients = ["a"]', "market.donation[0].energy_wh: required key is missing"),
 ])
 def test_bad_values_name_the_key(body, expected):
     lines = problems(with_section("market", body))
@@ -56,3 +68,14 @@ async def test_settings_default_the_username_to_the_home_and_read_the_password_f
     missing = load(with_section("market", ENABLED + f'password_file = "{tmp_path / "absent"}"\n'))
     with pytest.raises(OSError):
         await settings_from_config(missing)
+
+
+async def test_the_energy_terms_reach_the_bids_in_market_units(tmp_path):
+    config = load(with_section("market", ENABLED + 'energy_class = "green_local"\ngreen_premium = 0.02\n'
+                               'green_partners = ["home-02"]\n[[market.donation]]\nrecipients = ["home-03"]\n'
+                               'energy_wh = 400\nprice = 0.05\n'))
+    terms = (await settings_from_config(config)).terms
+    assert terms == BidTerms(EnergyClass.GREEN_LOCAL, 20_000, ("home-02",),
+                             (DonationTerms(("home-03",), 400, 50_000),))
+    plain = (await settings_from_config(load(with_section("market", ENABLED)))).terms
+    assert plain == BidTerms()  # local is the wire's default: nothing extra on a plain home's bids

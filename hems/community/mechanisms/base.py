@@ -30,6 +30,7 @@ class InputKind(StrEnum):
     """What a mechanism clears from."""
 
     ORDERS = "orders"  # limit orders (curves are converted to step orders)
+    CLASSED_ORDERS = "classed_orders"  # orders with energy classes and preferences, and donations
     CURVES = "curves"  # net-import curves (orders are converted to step curves)
     POSITIONS = "positions"  # metered import and export after the slot (sharing rules)
 
@@ -110,6 +111,31 @@ class OrderFill:
     price_micro: int | None = None  # the energy price of the fill (before fees)
 
 
+@dataclass(frozen=True)
+class Provenance:
+    """Where a home's energy of one slot came from and went to (Wh), and the premiums (n¤): what a
+    differentiated mechanism reports (:mod:`~hems.community.mechanisms.differentiated`)."""
+
+    donated_wh: int = 0  # received as a gift
+    green_local_wh: int = 0
+    local_wh: int = 0
+    grid_wh: int = 0  # from the retailer
+    given_wh: int = 0  # donated to others
+    sold_green_local_wh: int = 0  # to homes
+    sold_local_wh: int = 0  # to homes
+    sold_grid_wh: int = 0  # to the retailer
+    premium_paid_nano: int = 0
+    premium_received_nano: int = 0
+
+    @property
+    def bought_wh(self) -> int:
+        return self.donated_wh + self.green_local_wh + self.local_wh + self.grid_wh
+
+    @property
+    def sold_wh(self) -> int:
+        return self.given_wh + self.sold_green_local_wh + self.sold_local_wh + self.sold_grid_wh
+
+
 @dataclass(slots=True, unsafe_hash=True)  # not frozen, for speed: see OrderFill
 class HomeAllocation:
     """What one home bought and sold, and the money for it."""
@@ -123,6 +149,7 @@ class HomeAllocation:
     community_fee_nano: int = 0
     fills: tuple[OrderFill, ...] = ()
     sequence: int | None = None  # the curve's sequence number, echoed
+    provenance: Provenance | None = None  # differentiated mechanisms only
 
     @property
     def net_import_wh(self) -> int:

@@ -47,7 +47,7 @@ recipient pays fees on donated Wh like on any home-to-home Wh. **The donor bears
 (r − p)·V: it simply receives p instead of r (reported as :attr:`DonationOutcome.gift_nano`, not a
 money account). Money balances to the n¤: every stage books what the buyer pays to the seller.
 
-**Provenance** (:class:`HomeProvenance`, one slot in time and the community in place). A buyer's Wh are
+**Provenance** (:class:`~hems.community.mechanisms.base.Provenance` on each home's allocation, one slot in time and the community in place). A buyer's Wh are
 donated (stage 1), green-local (stage 2, plus its share of stage 3), local (its share of stage 3) and
 grid (the retailer's Wh in stage 3). Stage 3 is one anonymous pool, so a buyer's share is the pool's
 mix: the Wh homes sold to homes split by class pro rata to the classes sold, each buyer takes green Wh
@@ -66,33 +66,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from fractions import Fraction
 from typing import ClassVar
 
 from hems.community.mechanisms.base import (ClearingInput, ClearingResult, HomeAllocation, InputKind,
-                                            MarketParameters, Order, OrderFill)
+                                            MarketParameters, Order, OrderFill, Provenance)
 from hems.community.mechanisms.differentiated_book import (DONATED, GREEN, GRID, LOCAL, STAGE_DONATION,
                                                            STAGE_GREEN, STAGE_RESIDUAL, GreenRound, Residual,
                                                            RowFill, Rows, clear_residual, give, green_rounds,
                                                            open_rows)
-from hems.protocol.messages import OrderStatus, Side
+from hems.protocol.messages import EnergyClass, OrderStatus, Side
 
 __all__ = ["ClassedOrder", "DifferentiatedAuction", "DifferentiatedInput", "DifferentiatedResult", "Donation",
-           "DonationOutcome", "EnergyClass", "GreenRound", "HomeProvenance", "StageFill", "STAGE_DONATION",
+           "DonationOutcome", "EnergyClass", "GreenRound", "StageFill", "STAGE_DONATION",
            "STAGE_GREEN", "STAGE_RESIDUAL"]
 
 
 #: The stages in clearing order; fills are reported in it, then by step and order id (never input order).
 _STAGES = (STAGE_DONATION, STAGE_GREEN, STAGE_RESIDUAL)
-
-
-class EnergyClass(StrEnum):
-    """Where energy comes from: the retailer (grid), a home (local), a home's renewables (green_local)."""
-
-    GRID = "grid"
-    LOCAL = "local"
-    GREEN_LOCAL = "green_local"
 
 
 @dataclass(frozen=True)
@@ -182,31 +173,6 @@ class StageFill:
 
 
 @dataclass(frozen=True)
-class HomeProvenance:
-    """Where one home's energy of the slot came from and went to (Wh), and the premiums (n¤)."""
-
-    home: str
-    donated_wh: int = 0  # received as a gift
-    green_local_wh: int = 0
-    local_wh: int = 0
-    grid_wh: int = 0  # from the retailer
-    given_wh: int = 0  # donated to others
-    sold_green_local_wh: int = 0  # to homes
-    sold_local_wh: int = 0  # to homes
-    sold_grid_wh: int = 0  # to the retailer
-    premium_paid_nano: int = 0
-    premium_received_nano: int = 0
-
-    @property
-    def bought_wh(self) -> int:
-        return self.donated_wh + self.green_local_wh + self.local_wh + self.grid_wh
-
-    @property
-    def sold_wh(self) -> int:
-        return self.given_wh + self.sold_green_local_wh + self.sold_local_wh + self.sold_grid_wh
-
-
-@dataclass(frozen=True)
 class DonationOutcome:
     """What one donation delivered, at what price, and what the gift cost its donor."""
 
@@ -234,7 +200,6 @@ class DifferentiatedResult:
 
     clearing: ClearingResult
     fills: tuple[StageFill, ...]  # donations by id, green rounds as served, residual; then by order id
-    provenance: tuple[HomeProvenance, ...]  # homes sorted
     donations: tuple[DonationOutcome, ...]  # by donation_id
     green_rounds: tuple[GreenRound, ...]  # in the order served
     slot_start: datetime | None = None
@@ -244,15 +209,17 @@ class DifferentiatedResult:
         """Homes' payments minus everyone's receipts, premiums and donations included: 0 when balanced."""
         return self.clearing.balance_error_nano()
 
-    def provenance_of(self, home: str) -> HomeProvenance | None:
-        return next((item for item in self.provenance if item.home == home), None)
+    def provenance_of(self, home: str) -> Provenance | None:
+        """The home's provenance (None: the home had no order in the slot)."""
+        allocation = self.clearing.allocation(home)
+        return None if allocation is None else allocation.provenance
 
 
 class DifferentiatedAuction:
     """Donations, then green rounds by premium, then the uniform auction of the rest (module docstring)."""
 
     name: ClassVar[str] = "differentiated"
-    input_kind: ClassVar[InputKind] = InputKind.ORDERS
+    input_kind: ClassVar[InputKind] = InputKind.CLASSED_ORDERS
     description: ClassVar[str] = ("differentiated energy: donations to designated homes, green-local energy "
                                   "by premium, then a uniform-price auction of the rest; provenance per class")
 
@@ -260,8 +227,15 @@ class DifferentiatedAuction:
         """``book_retailer``: book the retailer at λ⁺/λ⁻ in the residual when there is no fee."""
         self.book_retailer = book_retailer
 
-    def clear(self, market: DifferentiatedInput) -> DifferentiatedResult:
-        """Clear one slot (pure: the same input gives the same result, whatever the input order)."""
+    def clear(self, market: DifferentiatedInput | ClearingInput) -> ClearingResult:
+        """Clear one slot as every mechanism does; each allocation carries its home's provenance."""
+        if isinstance(market, ClearingInput):
+            market = DifferentiatedInput.from_clearing_input(market)
+        return self.clear_classed(market).clearing
+
+    def clear_classed(self, market: DifferentiatedInput) -> DifferentiatedResult:
+        """Clear one slot with its stages, donations and green rounds (pure: the same input gives the
+        same result, whatever the input order)."""
         parameters = market.parameters
         donations = sorted(market.donations, key=lambda donation: donation.donation_id)
         _check_donations(donations, parameters)
@@ -286,7 +260,7 @@ class DifferentiatedAuction:
                             price, reference, sum(wh for row, wh in gift.from_rows if rows.green[row]))
             for donation, gift, price in zip(donations, gifts, charged))
         clearing = _assemble(self.name, rows, stage_fills, rounds, residual, outcomes)
-        return DifferentiatedResult(clearing, stage_fills, _provenance(rows, stage_fills), outcomes, tuple(rounds),
+        return DifferentiatedResult(clearing, stage_fills, outcomes, tuple(rounds),
                                     market.slot_start, market.duration_s)
 
 
@@ -335,6 +309,7 @@ def _assemble(mechanism: str, rows: Rows, stage_fills: tuple[StageFill, ...], ro
     by_home: dict[str, list[Order]] = {}
     for order in sorted(rows.orders, key=lambda order: order.order_id):
         by_home.setdefault(order.home, []).append(order)
+    provenance = _provenance(rows, stage_fills)
     allocations = []
     for home in sorted(by_home):
         mine = by_home[home]
@@ -345,7 +320,8 @@ def _assemble(mechanism: str, rows: Rows, stage_fills: tuple[StageFill, ...], ro
         received = sum(money.get(o.order_id, 0) for o in mine if o.side is Side.SELL)
         local = bought - grid_bought.get(home, 0)
         allocations.append(HomeAllocation(home, bought, sold, paid, received, local * parameters.network_fee_micro,
-                                          local * parameters.community_fee_micro, fills))
+                                          local * parameters.community_fee_micro, fills,
+                                          provenance=provenance[home]))
     price = residual.price_micro or 0
     residual_bought = sum(fill.energy_wh for fill in stage_fills
                           if fill.stage == STAGE_RESIDUAL and fill.side is Side.BUY)
@@ -378,7 +354,7 @@ def _order_fill(order: Order, filled_wh: int, money_nano: int) -> OrderFill:
     return OrderFill(order.order_id, status, filled_wh, quotient + round_up)
 
 
-def _provenance(rows: Rows, stage_fills: tuple[StageFill, ...]) -> tuple[HomeProvenance, ...]:
+def _provenance(rows: Rows, stage_fills: tuple[StageFill, ...]) -> dict[str, Provenance]:
     """Each home's provenance columns summed over its buy rows and its sell rows, and its premiums."""
     columns: dict[str, list[int]] = {}
     for row, order in enumerate(rows.orders):
@@ -389,4 +365,4 @@ def _provenance(rows: Rows, stage_fills: tuple[StageFill, ...]) -> tuple[HomePro
     for fill in stage_fills:
         if fill.premium_micro:
             columns[fill.home][8 if fill.side is Side.BUY else 9] += fill.energy_wh * fill.premium_micro
-    return tuple(HomeProvenance(home, *columns[home]) for home in sorted(columns))
+    return {home: Provenance(*totals) for home, totals in columns.items()}

@@ -17,6 +17,7 @@ _MECHANISMS: dict[str, tuple[str, InputKind]] = {
     "bill_sharing": ("sharing:BillSharing", InputKind.POSITIONS),
     "energy_collective": ("collective:EnergyCollective", InputKind.ORDERS),
     "admm": ("admm:ExchangeAdmm", InputKind.CURVES),
+    "differentiated": ("differentiated:DifferentiatedAuction", InputKind.CLASSED_ORDERS),
 }
 
 
