@@ -18,8 +18,8 @@ from hems.community.negotiation.bilateral import (
     PairCosts,
     PartnerGraph,
     negotiate_bilateral,
-    quadratic_local_update,
 )
+from hems.community.negotiation.local_answers import quadratic_local_update
 from hems.community.negotiation.homes import QuadraticHome, random_homes
 
 RETAIL, FEED_IN = 0.30, 0.08

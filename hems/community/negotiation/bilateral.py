@@ -59,9 +59,10 @@ from math import dist
 
 import cvxpy as cp
 import numpy as np
-import scipy.sparse as sparse
 
-from hems.community.negotiation.homes import WH_PER_KWH, NegotiatingHome, QuadraticHome
+from hems.community.negotiation.homes import WH_PER_KWH, NegotiatingHome
+from hems.community.negotiation.local_answers import (CurveHome, Edges, closed_form_production, is_closed_form,
+                                                      local_answers)
 
 MAX_RHO_CHANGES = 50
 
@@ -166,95 +167,6 @@ class PairCosts:
         return cls(costs)
 
 
-@dataclass(frozen=True)
-class _Edges:
-    """Directed edges i→j as arrays: source home, reverse edge, c_ij (E, 1), incidence (N, E)."""
-
-    src: np.ndarray
-    rev: np.ndarray | None
-    cost: np.ndarray
-    incidence: sparse.csr_matrix
-
-    @classmethod
-    def build(cls, names: Sequence[str], graph: PartnerGraph, costs: PairCosts) -> _Edges:
-        if set(graph.partners) != set(names):
-            raise ValueError("the graph must list exactly the negotiating homes")
-        index = {home: i for i, home in enumerate(names)}
-        edges = [(index[home], index[other]) for home in names for other in graph.partners[home]]
-        position = {edge: e for e, edge in enumerate(edges)}
-        cost = np.array([[costs.get(names[i], names[j])] for i, j in edges], dtype=float).reshape(-1, 1)
-        return cls.of(np.array([i for i, _ in edges], dtype=int), np.array([position[j, i] for i, j in edges], dtype=int),
-                      cost, len(names))
-
-    @classmethod
-    def of(cls, src: np.ndarray, rev: np.ndarray | None, cost: np.ndarray, homes: int) -> _Edges:
-        """Edges of ``homes`` homes; ``rev`` may be None where only one end's answers are needed."""
-        incidence = sparse.csr_matrix((np.ones(len(src)), (src, np.arange(len(src)))), shape=(homes, len(src)))
-        return cls(src, rev, cost, incidence)
-
-
-def _soft(z: np.ndarray, kappa: np.ndarray) -> np.ndarray:
-    return np.sign(z) * np.maximum(np.abs(z) - kappa, 0.0)
-
-
-def _quadratic_answers(a: np.ndarray, b: np.ndarray, p_lo: np.ndarray, p_hi: np.ndarray, m: np.ndarray,
-                       edges: _Edges, rho: float, feed_in: float, retail: float,
-                       guess: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Closed-form answers of quadratic homes (per home (N, H), kWh; m (E, H)): (t, r, π)."""
-    kappa = edges.cost / rho
-
-    def imbalance(pi: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """p(π) − Σ_j t_ij(π), increasing in π, and its slope."""
-        z = m - pi[edges.src] / rho
-        free = (pi - b) / a
-        slope = ((free > p_lo) & (free < p_hi)) / a + edges.incidence @ (np.abs(z) > kappa).astype(float) / rho
-        return np.clip(free, p_lo, p_hi) - edges.incidence @ _soft(z, kappa), slope, z
-
-    low, high = np.full_like(a, feed_in), np.full_like(a, retail)
-    sells, buys = imbalance(low)[0] >= 0, imbalance(high)[0] <= 0  # surplus at λ⁻, shortfall at λ⁺
-    pi = np.clip(guess, feed_in, retail)
-    for _ in range(200):
-        value, slope, _ = imbalance(pi)
-        done = (np.abs(value) <= 1e-13) | sells | buys | (high - low <= 1e-15)
-        if done.all():
-            break
-        low = np.where(value < 0, np.maximum(low, pi), low)
-        high = np.where(value > 0, np.minimum(high, pi), high)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            newton = pi - value / slope
-        inside = np.isfinite(newton) & (newton > low) & (newton < high)
-        pi = np.where(done, pi, np.where(inside, newton, (low + high) / 2))
-    pi = np.where(sells, feed_in, np.where(buys, retail, pi))
-    value, _, z = imbalance(pi)
-    return _soft(z, kappa), np.where(sells | buys, value, 0.0), pi
-
-
-def _quadratic_arrays(homes: Sequence[QuadraticHome], n_slots: int) -> tuple[np.ndarray, ...]:
-    def stack(name: str) -> np.ndarray:
-        return np.array([np.broadcast_to(np.asarray(getattr(home, name), dtype=float), (n_slots,)) for home in homes])
-    # Net production p = −x: the import bounds swap and change sign.
-    return stack("a_per_kwh2"), stack("b_per_kwh"), -stack("max_wh") / WH_PER_KWH, -stack("min_wh") / WH_PER_KWH
-
-
-def quadratic_local_update(home: QuadraticHome, m_kwh: np.ndarray, pair_cost_per_kwh: Sequence[float],
-                           rho_per_kwh2: float, retail_per_kwh: float = 0.30,
-                           feed_in_per_kwh: float = 0.08) -> tuple[np.ndarray, np.ndarray]:
-    """One quadratic home's answer in closed form: (t_i, kWh, (partners, slots); its sale to the
-    retailer, kWh per slot). The home's bounds apply to its net import −(Σ_j t_ij + r)."""
-    m = np.asarray(m_kwh, dtype=float)
-    m = m[:, None] if m.ndim == 1 else m
-    count = len(pair_cost_per_kwh)
-    if m.shape[0] != count:
-        raise ValueError("m_kwh needs one row per partner")
-    edges = _Edges.of(np.zeros(count, dtype=int), None,
-                      np.asarray(pair_cost_per_kwh, dtype=float).reshape(-1, 1), 1)
-    a, b, p_lo, p_hi = _quadratic_arrays([home], m.shape[1])
-    middle = np.full_like(a, (retail_per_kwh + feed_in_per_kwh) / 2)
-    trades, retail_kwh, _ = _quadratic_answers(a, b, p_lo, p_hi, m, edges, rho_per_kwh2, feed_in_per_kwh,
-                                               retail_per_kwh, middle)
-    return trades, retail_kwh[0]
-
-
 class ConvexLocalUpdate:
     """Any home's answer through its cvxpy ``cost``: built once, re-solved (Clarabel) each round. The
     proximal term is DPP as ‖s·t − w‖² with s = √(ρ/2) and w = s·m as Parameters."""
@@ -342,13 +254,14 @@ def negotiate_bilateral(homes: Sequence[NegotiatingHome], graph: PartnerGraph, p
     if not feed_in_per_kwh < retail_per_kwh:
         raise ValueError("the feed-in price must be below the retail price")
     names = _names(homes)
-    edges = _Edges.build(names, graph, pair_costs)
-    quadratic = [i for i, home in enumerate(homes)
-                 if isinstance(home, QuadraticHome) and np.all(np.asarray(home.a_per_kwh2) > 0)]
+    edges = Edges.build(names, graph, pair_costs)
+    quadratic = [i for i, home in enumerate(homes) if is_closed_form(home)]
     if n_slots is None:
         if not quadratic:
-            raise ValueError("n_slots is needed when no home is a QuadraticHome")
-        n_slots = np.atleast_1d(homes[quadratic[0]].a_per_kwh2).size
+            raise ValueError("n_slots is needed when no home answers in closed form")
+        first = homes[quadratic[0]]
+        n_slots = (first.net_import_wh.shape[0] if isinstance(first, CurveHome)
+                   else np.atleast_1d(first.a_per_kwh2).size)
     middle = (retail_per_kwh + feed_in_per_kwh) / 2
     shape = (len(edges.src), n_slots)
     directed = tuple((home, other) for home in names for other in graph.partners[home])
@@ -361,10 +274,10 @@ def negotiate_bilateral(homes: Sequence[NegotiatingHome], graph: PartnerGraph, p
     rows = {i: np.flatnonzero(edges.src == i) for i in others}
     generic = {i: ConvexLocalUpdate(homes[i], edges.cost[rows[i], 0], n_slots, retail_per_kwh, feed_in_per_kwh)
                for i in others}
-    arrays = _quadratic_arrays([homes[i] for i in quadratic], n_slots)
+    production = closed_form_production([homes[i] for i in quadratic], n_slots)  # type: ignore[misc]
     q_edges = np.flatnonzero(np.isin(edges.src, quadratic))
     q_local = {home: n for n, home in enumerate(quadratic)}
-    q_sub = _Edges.of(np.array([q_local[i] for i in edges.src[q_edges]], dtype=int), None, edges.cost[q_edges],
+    q_sub = Edges.of(np.array([q_local[i] for i in edges.src[q_edges]], dtype=int), None, edges.cost[q_edges],
                       len(quadratic))
     home_price = np.full((len(quadratic), n_slots), middle)
     primal_history, pair_history, dual_history, rho_history = [], [], [], []
@@ -375,8 +288,8 @@ def negotiate_bilateral(homes: Sequence[NegotiatingHome], graph: PartnerGraph, p
         answering = np.array([name not in quiet for name in names])
         new_trades, new_retail = trades.copy(), retail.copy()
         if quadratic:
-            t_q, r_q, home_price = _quadratic_answers(*arrays, m[q_edges], q_sub, rho, feed_in_per_kwh,
-                                                      retail_per_kwh, home_price)
+            t_q, r_q, home_price = local_answers(production, m[q_edges], q_sub, rho, feed_in_per_kwh,
+                                                 retail_per_kwh, home_price)
             keep = answering[edges.src[q_edges]]
             new_trades[q_edges[keep]] = t_q[keep]
             new_retail[quadratic] = np.where(answering[quadratic][:, None], r_q, retail[quadratic])
