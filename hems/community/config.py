@@ -78,6 +78,19 @@ class NegotiationSection(Section):
     round_timeout_s: float = Field(default=2.0, gt=0, le=60)
 
 
+class BilateralSection(Section):
+    """``[market.bilateral]``: multi-bilateral trading (mechanism ``bilateral``, docs/negotiation.md)."""
+
+    #: Each home trades with at least this many partners (a seeded random graph; ≥ homes − 1: all).
+    partners_per_home: int = Field(default=8, ge=2, le=1_000)
+    #: Preference cost per kWh of a trade between homes of different ``[[member]] zone`` (currency per
+    #: kWh, shared by the two ends; it shapes who trades with whom, no one pays it).
+    zone_cost: Decimal = Field(default=Decimal("0.01"), ge=0, le=1)
+    #: ADMM's penalty weight ρ, currency per kWh² (adapted by residual balancing while it runs).
+    rho_per_kwh2: float = Field(default=1.0, gt=0, le=100)
+    max_rounds: int = Field(default=2_000, ge=1, le=20_000)
+
+
 class MarketSection(Section):
     """``[market]``: the mechanism, its prices and the calendar."""
 
@@ -108,6 +121,7 @@ class MarketSection(Section):
     #: Fixed tie-break seed base (tests, audits); unset: a fresh random seed per slot, published.
     tie_break_seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
     negotiation: NegotiationSection = NegotiationSection()
+    bilateral: BilateralSection = BilateralSection()
 
     @field_validator("mechanism")
     @classmethod
@@ -168,6 +182,8 @@ class MemberSection(Section):
     """``[[member]]``: one home of the community; its id is its broker user name."""
 
     id: str = Field(pattern=IDENTIFIER.pattern)
+    #: The member's network zone (e.g. its feeder); the ``bilateral`` mechanism prefers trades within one.
+    zone: str = Field(default="", max_length=64)
 
 
 class CommunityConfig(Section):

@@ -87,7 +87,7 @@ class CommunityManager:
         self.topics = Topics(config.community.id)
         market = config.market
         self.calendar = MarketCalendar(market.slot_duration_s, market.gate_closure_lead_s, market.horizon_slots)
-        self.mechanism = create_mechanism(market.mechanism)
+        self.mechanism = create_mechanism(market.mechanism, config)
         self.input_kind = input_kind(market.mechanism)
         self.members = frozenset(config.member_ids)
         retail_and_feed_in = market.parameters(0)

@@ -26,7 +26,8 @@ from hems.community.offline import (
 
 MODULES = {"uniform_auction": "uniform", "pay_as_bid": "pay_as_bid", "bid_curve": "bid_curve",
            "supply_demand_ratio": "sharing", "mid_market_rate": "sharing", "bill_sharing": "sharing",
-           "energy_collective": "collective", "admm": "admm", "differentiated": "differentiated"}
+           "energy_collective": "collective", "admm": "admm", "differentiated": "differentiated",
+           "bilateral": "bilateral"}
 
 
 def available(name: str) -> bool:

@@ -4,8 +4,12 @@ energy collective's cvxpy is only loaded when it is chosen."""
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
 from hems.community.mechanisms.base import InputKind, Mechanism
+
+if TYPE_CHECKING:
+    from hems.community.config import CommunityConfig
 
 #: name -> ("module:Class" under hems.community.mechanisms, what it clears from)
 _MECHANISMS: dict[str, tuple[str, InputKind]] = {
@@ -18,6 +22,7 @@ _MECHANISMS: dict[str, tuple[str, InputKind]] = {
     "energy_collective": ("collective:EnergyCollective", InputKind.ORDERS),
     "admm": ("admm:ExchangeAdmm", InputKind.CURVES),
     "differentiated": ("differentiated:DifferentiatedAuction", InputKind.CLASSED_ORDERS),
+    "bilateral": ("bilateral:BilateralTrading", InputKind.CURVES),
 }
 
 
@@ -43,6 +48,9 @@ def mechanism_class(name: str) -> type[Mechanism]:
     return getattr(module, class_name)
 
 
-def create_mechanism(name: str) -> Mechanism:
-    """A ready instance of the named mechanism (mechanisms are stateless)."""
-    return mechanism_class(name)()
+def create_mechanism(name: str, config: CommunityConfig | None = None) -> Mechanism:
+    """A ready instance of the named mechanism (mechanisms are stateless). With the community's
+    ``config``, a mechanism that has settings of its own takes them (``for_community``)."""
+    cls = mechanism_class(name)
+    for_community = getattr(cls, "for_community", None)
+    return for_community(config) if config is not None and for_community is not None else cls()

@@ -104,23 +104,31 @@ def quadratic_production(homes: Sequence[QuadraticHome], n_slots: int) -> Produc
 
 
 def curve_production(homes: Sequence[CurveHome], n_slots: int) -> Production:
-    """p(π) = −(net import at π) of curve homes, linear between the points, flat beyond the ends."""
-    prices = [home.prices_per_kwh for home in homes]
-    quantities = [np.broadcast_to(home.net_import_wh, (n_slots, home.prices_per_kwh.size)) / WH_PER_KWH
-                  for home in homes]
+    """p(π) = −(net import at π) of curve homes, linear between the points, flat beyond the ends.
+    Homes on one price grid (a market's curves) are evaluated together."""
+    if not homes:
+        return lambda pi: (np.zeros_like(pi), np.zeros_like(pi))
+    grid = homes[0].prices_per_kwh
+    if any(home.prices_per_kwh.shape != grid.shape or np.any(home.prices_per_kwh != grid) for home in homes):
+        parts = [curve_production([home], n_slots) for home in homes]
+
+        def each(pi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            answers = [part(pi[n:n + 1]) for n, part in enumerate(parts)]
+            return np.vstack([value for value, _ in answers]), np.vstack([slope for _, slope in answers])
+
+        return each
+    # (homes, slots, points) in kWh of production
+    curves = -np.stack([np.broadcast_to(home.net_import_wh, (n_slots, grid.size)) for home in homes]) / WH_PER_KWH
+    widths = np.diff(grid)
 
     def production(pi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        value, slope = np.empty_like(pi), np.zeros_like(pi)
-        for n, (grid, curve) in enumerate(zip(prices, quantities)):
-            segment = np.clip(np.searchsorted(grid, pi[n], side="right") - 1, 0, grid.size - 2)
-            rows = np.arange(pi.shape[1])
-            left, right = curve[rows, segment], curve[rows, segment + 1]
-            width = grid[segment + 1] - grid[segment]
-            fraction = np.clip((pi[n] - grid[segment]) / width, 0.0, 1.0)
-            value[n] = -(left + fraction * (right - left))
-            inside = (pi[n] > grid[0]) & (pi[n] < grid[-1])
-            slope[n] = np.where(inside, -(right - left) / width, 0.0)
-        return value, slope
+        segment = np.clip(np.searchsorted(grid, pi, side="right") - 1, 0, grid.size - 2)
+        left = np.take_along_axis(curves, segment[..., None], axis=2)[..., 0]
+        right = np.take_along_axis(curves, segment[..., None] + 1, axis=2)[..., 0]
+        width = widths[segment]
+        fraction = np.clip((pi - grid[segment]) / width, 0.0, 1.0)
+        inside = (pi > grid[0]) & (pi < grid[-1])
+        return left + fraction * (right - left), np.where(inside, (right - left) / width, 0.0)
 
     return production
 
