@@ -34,6 +34,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from hems.community.grid.feeder import FeederSection
 from hems.community.mechanisms.base import InputKind, MarketParameters
 from hems.community.mechanisms.registry import input_kind, mechanism_names
 from hems.config.base import Section
@@ -193,6 +194,8 @@ class CommunityConfig(Section):
     broker: MqttBrokerConfig = MqttBrokerConfig(username="manager")
     market: MarketSection
     member: list[MemberSection] = Field(min_length=1)
+    #: The feeder the community sits on (docs/grid.md); unset: no grid review of the clearings.
+    grid: FeederSection | None = None
     metrics: MetricsConfig = MetricsConfig(enabled=False)
     logging: LoggingConfig = LoggingConfig()
 
@@ -205,6 +208,14 @@ class CommunityConfig(Section):
                 raise config_problem((f"{index}.id", invalid(member.id, "an id not used by another member")))
             seen.add(member.id)
         return members
+
+    @model_validator(mode="after")
+    def _feeder_homes_are_members(self) -> CommunityConfig:
+        members = set(self.member_ids)
+        for index, home in enumerate(self.grid.homes if self.grid is not None else ()):
+            if home.id not in members:
+                raise config_problem((f"grid.homes[{index}].id", invalid(home.id, "the id of a [[member]]")))
+        return self
 
     @property
     def member_ids(self) -> tuple[str, ...]:

@@ -23,6 +23,8 @@ from uuid import UUID
 from hems.community.bids import clearing_input, crossing_reason, orders_of, preference_problem
 from hems.protocol.calendar import MarketCalendar
 from hems.community.config import CommunityConfig
+from hems.community.grid.feeder import FeederModel
+from hems.community.grid.review import GridReview
 from hems.community.ledger import RecordKind
 from hems.community.mechanisms.base import ClearingResult, HomeAllocation, InputKind
 from hems.community.mechanisms.registry import create_mechanism, input_kind
@@ -104,6 +106,7 @@ class CommunityManager:
         self._next_settlement_s = 0
         self._unknown_senders: set[str] = set()
         self.negotiation = NegotiationDriver.for_community(config) if market.mechanism == "admm" else None
+        self.grid = None if config.grid is None else GridReview(FeederModel.from_section(config.grid, self.members))
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -339,6 +342,9 @@ class CommunityManager:
                 result = self.mechanism.clear_negotiated(parameters, negotiated)
             else:
                 result = self.mechanism.clear(market)
+            if self.grid is not None:
+                result = self.grid.review(self.mechanism.clear, market, result, slot_start_s, duration,
+                                          adjustable=not (positions or negotiated is not None and negotiated.converged))
         except (ValueError, RuntimeError) as error:
             # A solver failure or a book the mechanism cannot take: nothing is booked and every home
             # settles this slot with the retailer, as if the market had not been there.

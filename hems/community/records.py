@@ -94,7 +94,15 @@ def slot_result_message(body: Mapping[str, Any], state: SlotState, ledger_head: 
         grid_import_wh=body["grid_import_wh"], grid_export_wh=body["grid_export_wh"], homes=body["homes"],
         non_responders=body["non_responders"], tie_break_seed=body["tie_break_seed"],
         book_hash=body["book_hash"], rounding_nano=body["rounding_nano"], ledger_head=ledger_head,
+        **_grid_summary(body.get("details", {}).get("grid")),
     )
+
+
+def _grid_summary(report: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The public part of a grid review (docs/grid.md): congested or not, and what was curtailed."""
+    if report is None:
+        return {}
+    return {"grid_congested": bool(report["congested"]), "grid_curtailed_wh": int(report.get("curtailed_wh", 0))}
 
 
 def allocation_message(allocation: HomeAllocation, *, slot_start_s: int, duration_s: int,

@@ -177,6 +177,8 @@ SlotResult.tie_break_seed: The seed of the tie-break permutation, for audit.
 SlotResult.book_hash: Hash of the book snapshot that was cleared.
 SlotResult.rounding_nano: What rule-derived rounded prices left over.
 SlotResult.ledger_head: The ledger's head hash after this slot (`hems community verify-ledger --expect-head`).
+SlotResult.grid_congested: With a feeder model: whether the clearing would have exceeded a grid limit (docs/grid.md).
+SlotResult.grid_curtailed_wh: Energy the grid review took off the homes' positions to keep every limit.
 HomeStatus.state: `offline` is the broker-published last will.
 HomeStatus.market: Whether the home trades, buys at retail only, or has the market switched off.
 NegotiationSignal.negotiation_id: Names the negotiation (the token of its first slot); answers repeat it.

@@ -361,6 +361,8 @@ class SlotResult(Payload):
     book_hash: str
     rounding_nano: int
     ledger_head: str
+    grid_congested: bool | None = None  # with a feeder model only: the clearing would have exceeded a limit
+    grid_curtailed_wh: EnergyWh | None = None  # what the grid review took off the homes' positions
 
 
 class HomeStatus(Payload):
