@@ -10,7 +10,6 @@ from hems.community.config import parse_community_config
 from hems.community.grid.check import check
 from hems.community.grid.feeder import FeederModel
 from hems.community.manager import CommunityManager
-from hems.community.state import CommunityState
 from hems.config.errors import ConfigError
 from hems.protocol.messages import Allocation, Side, SlotResult
 
@@ -31,19 +30,11 @@ homes = [{ id = "alice", position_m = 100, voltage_sensitivity_v_per_kw = 0.5 },
 
 
 @pytest.fixture
-def grid_manager(tmp_path):
-    states = []
+def grid_manager(manager_factory):
+    def make(mechanism: str = "uniform_auction") -> CommunityManager:
+        return manager_factory(mechanism, tables=GRID)
 
-    def make(mechanism: str = "uniform_auction", grid: str = GRID) -> CommunityManager:
-        text = config_text(mechanism).replace('id = "street"', f'id = "street"\nstate_directory = "{tmp_path}"', 1)
-        config = parse_community_config(text + grid)
-        state = CommunityState(config.community.database_path)
-        states.append(state)
-        return CommunityManager(config, state)
-
-    yield make
-    for state in states:
-        state.close()
+    return make
 
 
 def result_of(out) -> SlotResult:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from hems.community.mechanisms.base import Curve
+from hems.community.mechanisms.bid_curve import validate_curve
 
 __all__ = ["Direction", "FlexibilityRequest", "FlexibilitySegment", "HomeFlexibility", "direction_of",
            "flexibility_from_curve"]
@@ -122,13 +123,8 @@ def flexibility_from_curve(curve: Curve, reference_price_micro: int, *, slot_sta
     The mechanisms' :func:`~hems.community.mechanisms.bid_curve.curve_value_wh` interpolates linearly
     instead; both agree on the grid points, which is where a reference price usually lies (λ⁺ or λ⁻).
     """
+    validate_curve(curve)
     prices, quantities = curve.prices_micro, curve.net_import_wh
-    if not prices or len(prices) != len(quantities):
-        raise ValueError(f"curve of {curve.home!r}: {len(prices)} prices for {len(quantities)} quantities")
-    if any(high <= low for low, high in zip(prices, prices[1:])):
-        raise ValueError(f"curve of {curve.home!r}: prices must be strictly ascending")
-    if any(later > earlier for earlier, later in zip(quantities, quantities[1:])):
-        raise ValueError(f"curve of {curve.home!r}: net import must not increase with the price")
     _require_int("reference_price_micro", reference_price_micro)
     if not prices[0] <= reference_price_micro <= prices[-1]:
         raise ValueError(f"reference price {reference_price_micro} µ¤/kWh lies outside the curve's grid "
