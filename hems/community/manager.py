@@ -337,14 +337,12 @@ class CommunityManager:
         market = clearing_input(self.input_kind, parameters, book, positions or {},
                                 slot_start_s=slot_start_s, duration_s=duration)
         negotiated = self.negotiation.outcome(slot_start_s) if self.negotiation is not None else None
+        agreed = negotiated is not None and negotiated.converged
         try:
-            if negotiated is not None and negotiated.converged:
-                result = self.mechanism.clear_negotiated(parameters, negotiated)
-            else:
-                result = self.mechanism.clear(market)
-            if self.grid is not None:
+            result = self.mechanism.clear_negotiated(parameters, negotiated) if agreed else self.mechanism.clear(market)
+            if self.grid is not None:  # positions metered or agreed are what they are: reported, not changed
                 result = self.grid.review(self.mechanism.clear, market, result, slot_start_s, duration,
-                                          adjustable=not (positions or negotiated is not None and negotiated.converged))
+                                          adjustable=not (positions or agreed))
         except (ValueError, RuntimeError) as error:
             # A solver failure or a book the mechanism cannot take: nothing is booked and every home
             # settles this slot with the retailer, as if the market had not been there.

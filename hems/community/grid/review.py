@@ -12,7 +12,7 @@ books the positions the homes agreed to: both are checked and reported, not chan
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
@@ -21,8 +21,8 @@ from hems.community.grid.approval import Approval, approve, clip_curve, clip_ord
 from hems.community.grid.check import GridCheck, check
 from hems.community.grid.feeder import FeederModel
 from hems.community.grid.limits import DayAheadLimits, GridLimits
-from hems.community.mechanisms.base import ClearingInput, ClearingResult
-from hems.community.mechanisms.differentiated import ClassedOrder, DifferentiatedInput
+from hems.community.mechanisms.base import ClearingInput, ClearingResult, Order
+from hems.community.mechanisms.differentiated import DifferentiatedInput
 
 logger = logging.getLogger(__name__)
 
@@ -69,19 +69,22 @@ def clipped(market: Market, approval: Approval) -> Market:
         return home_cap.max_import_wh, home_cap.max_export_wh
 
     if isinstance(market, DifferentiatedInput):
-        by_home: dict[str, list[ClassedOrder]] = {}
-        for item in market.orders:
-            by_home.setdefault(item.order.home, []).append(item)
-        orders = []
-        for home, items in by_home.items():
-            kept = {order.order_id: order for order in clip_orders([item.order for item in items], *cap(home))}
-            orders += [replace(item, order=kept[item.order.order_id]) for item in items if item.order.order_id in kept]
-        return replace(market, orders=tuple(orders))
+        kept = {order.order_id: order for orders in _by_home(item.order for item in market.orders).values()
+                for order in clip_orders(orders, *cap(orders[0].home))}
+        return replace(market, orders=tuple(replace(item, order=kept[item.order.order_id])
+                                            for item in market.orders if item.order.order_id in kept))
     curves = tuple(clip_curve(curve, *cap(curve.home)) for curve in market.curves)
-    homes = sorted({order.home for order in market.orders})
-    orders = tuple(order for home in homes
-                   for order in clip_orders([item for item in market.orders if item.home == home], *cap(home)))
+    orders = tuple(order for home, mine in sorted(_by_home(market.orders).items())
+                   for order in clip_orders(mine, *cap(home)))
     return replace(market, curves=curves, orders=orders)
+
+
+def _by_home(orders: Iterable[Order]) -> dict[str, list[Order]]:
+    """Each home's orders, in input order."""
+    grouped: dict[str, list[Order]] = {}
+    for order in orders:
+        grouped.setdefault(order.home, []).append(order)
+    return grouped
 
 
 def _with_report(result: ClearingResult, before: GridCheck, approval: Approval | None,

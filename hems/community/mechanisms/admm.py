@@ -19,7 +19,7 @@ from fractions import Fraction
 from typing import ClassVar
 
 from hems.community.mechanisms.base import ClearingInput, ClearingResult, HomeAllocation, InputKind, MarketParameters
-from hems.community.mechanisms.bid_curve import BidCurveEquilibrium
+from hems.community.mechanisms.bid_curve import bid_curve_fallback
 from hems.community.mechanisms.rounding import largest_remainder
 from hems.community.negotiation.exchange import ExchangeResult
 
@@ -34,9 +34,7 @@ class ExchangeAdmm:
 
     def clear(self, market: ClearingInput) -> ClearingResult:
         """The fallback: the bid-curve equilibrium of the submitted curves, marked as such."""
-        result = BidCurveEquilibrium().clear(market)
-        return ClearingResult(**{**_fields(result), "mechanism": self.name,
-                                 "details": {**result.details, "fallback": BidCurveEquilibrium.name}})
+        return bid_curve_fallback(market, self.name)
 
     def clear_negotiated(self, parameters: MarketParameters, negotiated: ExchangeResult) -> ClearingResult:
         """The books of the first negotiated slot (whole Wh, the price in µ¤/kWh, the rounds and
@@ -89,7 +87,3 @@ def _shares(volumes: dict[str, int], total: int) -> dict[str, int]:
     homes, side = list(volumes), sum(volumes.values())
     shares = largest_remainder([Fraction(volumes[home] * total, side) for home in homes], total)
     return dict(zip(homes, shares))
-
-
-def _fields(result: ClearingResult) -> dict[str, object]:
-    return {name: getattr(result, name) for name in result.__dataclass_fields__}

@@ -32,6 +32,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from fractions import Fraction
 from operator import attrgetter
 from typing import ClassVar
@@ -49,7 +50,7 @@ from hems.community.mechanisms.base import (
 from hems.community.mechanisms.rounding import INT64_SAFE, largest_remainder, round_shares, tie_break_ranks
 from hems.protocol.units import round_half_even
 
-__all__ = ["BidCurveEquilibrium", "curve_value_wh", "equilibrium_price", "evaluation_grid", "largest_remainder",
+__all__ = ["BidCurveEquilibrium", "bid_curve_fallback", "curve_value_wh", "equilibrium_price", "evaluation_grid", "largest_remainder",
            "tie_break_ranks", "validate_curve"]
 
 
@@ -251,3 +252,11 @@ def _home_to_home_purchases(bought_wh: np.ndarray, total_wh: int, traded_wh: int
         return bought_wh
     shares = bought_wh.astype(object) if total_wh * traded_wh >= INT64_SAFE else bought_wh
     return round_shares(shares * traded_wh, total_wh, traded_wh, tie_break_ranks(len(bought_wh), seed))
+
+
+def bid_curve_fallback(market: ClearingInput, mechanism: str, **details: object) -> ClearingResult:
+    """The bid-curve equilibrium of ``market`` booked under ``mechanism``'s name, marked as its
+    fallback (``details.fallback``) with any further ``details``."""
+    result = BidCurveEquilibrium().clear(market)
+    return replace(result, mechanism=mechanism,
+                   details={**result.details, "fallback": BidCurveEquilibrium.name, **details})

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 
 from hems.community.mechanisms.base import ClearingInput, ClearingResult, HomeAllocation, InputKind
-from hems.community.mechanisms.bid_curve import BidCurveEquilibrium
+from hems.community.mechanisms.bid_curve import bid_curve_fallback
 from hems.community.negotiation.bilateral import PairCosts, PartnerGraph, negotiate_bilateral
 from hems.community.negotiation.local_answers import CurveHome
 
@@ -76,7 +76,7 @@ class BilateralTrading:
         parameters = market.parameters
         curves = sorted(market.curves, key=lambda curve: curve.home)
         if len(curves) < 2:  # nobody to trade with: the bid-curve books of the retailer alone
-            return self._fallback(market, "fewer than two homes")
+            return bid_curve_fallback(market, self.name, reason="fewer than two homes")
         homes = [CurveHome(curve.home, np.array(curve.prices_micro, dtype=float) / MICRO,
                            np.array(curve.net_import_wh, dtype=float)) for curve in curves]
         names = [home.home for home in homes]
@@ -88,20 +88,19 @@ class BilateralTrading:
             retail_per_kwh=parameters.retail_price_micro / MICRO, feed_in_per_kwh=parameters.feed_in_price_micro / MICRO,
             n_slots=1)
         if not result.converged:
-            return self._fallback(market, f"no agreement in {result.rounds} rounds")
+            return bid_curve_fallback(market, self.name, reason=f"no agreement in {result.rounds} rounds")
         low, high = parameters.feed_in_price_micro, parameters.retail_price_micro
         pair_wh = {pair: int(round(float(result.trade_wh[n, 0]))) for n, pair in enumerate(result.pairs)}
         pair_micro = {pair: min(max(int(round(float(result.price_per_kwh[n, 0]) * MICRO)), low), high)
                       for n, pair in enumerate(result.pairs)}
         sequences = {curve.home: curve.sequence for curve in curves}
         books = {name: _Book() for name in names}
-        for (seller, buyer), wh in pair_wh.items():
-            if wh < 0:
-                seller, buyer, wh = buyer, seller, -wh
+        for pair, wh in pair_wh.items():
+            seller, buyer = pair if wh > 0 else pair[::-1]
             if wh:
-                price = pair_micro[seller, buyer] if (seller, buyer) in pair_micro else pair_micro[buyer, seller]
-                books[seller].sell(wh, price)
-                books[buyer].buy(wh, price, parameters.network_fee_micro, parameters.community_fee_micro)
+                price = pair_micro[pair]
+                books[seller].sell(abs(wh), price)
+                books[buyer].buy(abs(wh), price, parameters.network_fee_micro, parameters.community_fee_micro)
         grid_import = grid_export = 0
         for n, name in enumerate(names):
             rest = int(round(float(result.net_import_wh[n, 0]))) - books[name].net_wh
@@ -135,16 +134,6 @@ class BilateralTrading:
                                      else 0)
                 costs[home, partner] = micro / 2 / MICRO
         return PairCosts(costs)
-
-    def _fallback(self, market: ClearingInput, reason: str) -> ClearingResult:
-        result = BidCurveEquilibrium().clear(market)
-        return ClearingResult(
-            mechanism=self.name, allocations=result.allocations, price_micro=result.price_micro,
-            traded_wh=result.traded_wh, grid_import_wh=result.grid_import_wh, grid_export_wh=result.grid_export_wh,
-            retailer_nano=result.retailer_nano, rounding_nano=result.rounding_nano,
-            trade_prices_micro=result.trade_prices_micro,
-            details={**result.details, "fallback": BidCurveEquilibrium.name, "reason": reason})
-
 
 @dataclass
 class _Book:
