@@ -13,7 +13,8 @@ from uuid import UUID
 from pydantic import ValidationError
 
 from hems.protocol.envelope import Envelope, ReceptionStatus
-from hems.protocol.messages import PAYLOAD_TYPES, Payload
+from hems.protocol.messages import Payload
+from hems.protocol.payloads import PAYLOAD_TYPES
 
 #: The largest message a receiver parses; a full 48 h order set is well under 64 KiB.
 MAX_MESSAGE_BYTES = 64 * 1024

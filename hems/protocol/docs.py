@@ -18,10 +18,11 @@ from uuid import UUID
 
 from pydantic import BaseModel
 
-from hems.protocol import codec, messages, units
+from hems.protocol import codec, messages, power_plant_docs, units
 from hems.protocol.envelope import Envelope, ReceptionStatus
-from hems.protocol.messages import PAYLOAD_TYPES, OrderStatus, Payload
-from hems.protocol.topics import HomeTopic, Topics, slot_token
+from hems.protocol.messages import OrderStatus, Payload
+from hems.protocol.payloads import PAYLOAD_TYPES
+from hems.protocol.topics import GridTopic, HomeTopic, Topics, slot_token
 
 #: Unit of a field by the suffix of its name (see hems.protocol.units).
 UNIT_SUFFIXES = (("_wh", "Wh"), ("_micro", "µ¤/kWh"), ("_nano", "n¤"), ("_s", "s"))
@@ -61,8 +62,8 @@ ROUTES = {
     "home_status": Route("home/<home>/status", "home → all (last will: offline)", True, "home-01"),
     "negotiation_signal": Route("market/signal", "CM → all", False, "manager"),
     "negotiation_answer": Route("home/<home>/negotiation", "home → CM", False, "home-01"),
+    **{kind: Route(*route) for kind, route in power_plant_docs.ROUTES.items()},
 }
-TOPIC_RESERVED = {"vpp/request": "CM → all: flexibility requests (reserved)"}
 
 
 def _notes(text: str) -> dict[str, str]:
@@ -218,6 +219,7 @@ ENUM_NOTES: dict[str, dict[str, str]] = {
                   "CLEARED": "Prices and allocations are known.", "SETTLED": "Metered and booked."},
     "NegotiationState": {"round": "Answer this round.", "converged": "Over: the positions stand.",
                          "abandoned": "Over without agreement: the slot clears with the fallback mechanism."},
+    **power_plant_docs.ENUM_NOTES,
 }
 
 RULES: dict[str, tuple[str, ...]] = {
@@ -233,6 +235,7 @@ RULES: dict[str, tuple[str, ...]] = {
     "Donation": ("recipients are distinct.",),
     "OrderSubmission": ("Each slot_start appears once.",),
     "NegotiationSignal": ("mean_wh and price_micro have one value per slot.",),
+    **power_plant_docs.RULES,
 }
 
 
@@ -276,6 +279,7 @@ def example_payloads() -> dict[str, Payload]:
             negotiation_id=slot_token(SLOT_1), round=7, state=messages.NegotiationState.ROUND, slot_start=SLOT_1,
             duration_s=900, rho_micro_per_kwh2=200_000, mean_wh=[12, -3], price_micro=[131_500, 80_400]),
         messages.NegotiationAnswer(negotiation_id=slot_token(SLOT_1), round=7, net_import_wh=[640, -1210]),
+        *power_plant_docs.example_payloads(),
     ]
     return {payload.MESSAGE_TYPE: payload for payload in examples}
 
@@ -301,7 +305,9 @@ def prose(*, topics: list[str], summary: list[str], units: list[str], limits: li
         "One community per prefix `hems/v1/<community>/`. `<community>` and `<home>` are 1-64 letters, digits,",
         f"`-` or `_`. `<start>` is the slot's UTC start in ISO 8601 basic form (`{slot_token(SLOT_1)}`): no `:`",
         "and no `+`, which some tools treat specially in topic names. The broker ACL lets a home publish only",
-        "under its own `home/<home>/` and read only its own subtree plus `market/` and `vpp/`.",
+        "under its own `home/<home>/` and read only its own subtree plus `market/` and `vpp/`. The grid",
+        "operator (GO; `hems grid` simulates one) publishes under `grid/limits` and `grid/request` and reads",
+        "`grid/`. The power plant's messages are defined in hems/protocol/power_plant.py (docs/flexibility.md).",
         "",
         *topics,
         "",
@@ -387,6 +393,8 @@ def topic_templates() -> dict[str, str]:
            "market/signal": topics.market_signal(), "vpp/request": topics.vpp_request()}
     for leaf in HomeTopic:
         raw[f"home/<home>/{leaf}"] = topics.home(_PLACEHOLDER_HOME, leaf)
+    for grid_leaf in GridTopic:
+        raw[f"grid/{grid_leaf}"] = topics.grid(grid_leaf)
     return {key: value.replace(_PLACEHOLDER_COMMUNITY, "<community>").replace(_PLACEHOLDER_HOME, "<home>")
             for key, value in raw.items()}
 
@@ -574,7 +582,7 @@ def topic_section(templates: dict[str, str]) -> list[str]:
             names = ", ".join(f"[`{kind}`](#{_anchor(PAYLOAD_TYPES[kind].__name__)})" for kind in kinds)
             lines.append(f"| `{topic}` | {route.direction} | {'yes' if route.retained else 'no'} | {names} |")
         else:
-            lines.append(f"| `{topic}` | {TOPIC_RESERVED[key]} | | none in v1 |")
+            lines.append(f"| `{topic}` | {power_plant_docs.SHARED_TOPICS[key]} | no | [`ack`](#ack) |")
     return lines
 
 

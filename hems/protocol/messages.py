@@ -420,10 +420,3 @@ class NegotiationAnswer(Payload):
     round: Annotated[int, Field(ge=0)]
     net_import_wh: Annotated[list[SignedEnergyWh], Field(min_length=1, max_length=MAX_SLOTS_PER_MESSAGE)]
 
-
-#: Every payload type by its ``message_type``.
-PAYLOAD_TYPES: dict[str, type[Payload]] = {
-    model.MESSAGE_TYPE: model
-    for model in (MarketConfig, OrderSubmission, Ack, Allocation, MeterReport, SlotResult, HomeStatus,
-                  NegotiationSignal, NegotiationAnswer)
-}

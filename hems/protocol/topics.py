@@ -11,7 +11,16 @@ home/<home>/allocation        CM -> home   private: cleared volumes, prices, ord
 home/<home>/meter             home -> CM   metered energy per settled slot
 home/<home>/status            home -> all  retained; online/offline (last will)
 home/<home>/negotiation       home -> CM   answers to the rounds of an iterative mechanism
+home/<home>/commitment        CM -> home   private: the home's share of a flexibility request
+home/<home>/commitment_answer home -> CM   accept or decline a commitment
+grid/limits                   GO -> CM     retained: day-ahead import/export limits and locational fees
+grid/request                  GO -> CM     flexibility requests of the grid operator (or aggregator)
+grid/response                 CM -> GO     what became of a request: dispatched, refused, settled
+grid/offers                   CM -> GO     retained: the community's pooled flexibility offers
+grid/ack                      CM -> GO     reception status of the operator's limits
 ```
+
+GO is the grid operator (``hems grid`` simulates one).
 
 ``<start>`` is the slot's UTC start in ISO 8601 basic form (``20261121T101500Z``): no ``:`` and no
 ``+``, which some tools treat specially in topic names.
@@ -38,6 +47,18 @@ class HomeTopic(StrEnum):
     METER = "meter"
     STATUS = "status"
     NEGOTIATION = "negotiation"
+    COMMITMENT = "commitment"
+    COMMITMENT_ANSWER = "commitment_answer"
+
+
+class GridTopic(StrEnum):
+    """The leaves under ``grid/`` (the grid operator's side)."""
+
+    LIMITS = "limits"
+    REQUEST = "request"
+    RESPONSE = "response"
+    OFFERS = "offers"
+    ACK = "ack"
 
 
 def slot_token(slot_start: datetime) -> str:
@@ -84,6 +105,10 @@ class Topics:
 
     def vpp_request(self) -> str:
         return f"{self.prefix}/vpp/request"
+
+    def grid(self, leaf: GridTopic) -> str:
+        """``grid/<leaf>``: the grid operator's topics."""
+        return f"{self.prefix}/grid/{leaf}"
 
     def home(self, home: str, leaf: HomeTopic) -> str:
         """``home/<home>/<leaf>``; ValueError for an id that could escape its subtree."""

@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 from hems.protocol.codec import MAX_MESSAGE_BYTES, Message, ProtocolError, decode, encode
 from hems.protocol.docs import example_payloads
 from hems.protocol.envelope import ReceptionStatus
+from hems.protocol.payloads import PAYLOAD_TYPES
 from hems.protocol.messages import (
     MAX_ENERGY_WH,
     MAX_PRICE_MICRO,
-    PAYLOAD_TYPES,
     Ack,
     Allocation,
     Curve,

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from hems.protocol import docs
-from hems.protocol.messages import PAYLOAD_TYPES
+from hems.protocol import power_plant_docs
+from hems.protocol.payloads import PAYLOAD_TYPES
 
 DOCS_PAGE = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
 
@@ -49,7 +50,7 @@ def test_topics_come_from_the_topic_builder():
     templates = docs.topic_templates()
     assert templates["market/slot/<start>/result"] == "hems/v1/<community>/market/slot/<start>/result"
     assert templates["home/<home>/orders"] == "hems/v1/<community>/home/<home>/orders"
-    assert set(route.topic for route in docs.ROUTES.values()) | set(docs.TOPIC_RESERVED) == set(templates)
+    assert set(route.topic for route in docs.ROUTES.values()) | set(power_plant_docs.SHARED_TOPICS) == set(templates)
 
 
 def test_a_field_without_a_description_stops_the_generator(monkeypatch):
