@@ -185,6 +185,32 @@ class MemberSection(Section):
     id: str = Field(pattern=IDENTIFIER.pattern)
     #: The member's network zone (e.g. its feeder); the ``bilateral`` mechanism prefers trades within one.
     zone: str = Field(default="", max_length=64)
+    #: The owner's standing opt-out of the federated power plant: never dispatched, whatever the price.
+    flexibility_opt_out: bool = False
+    #: The member's weight when flexibility revenue is shared ``weighted`` (× delivered Wh).
+    flexibility_weight: int = Field(default=1, ge=1, le=1000)
+
+
+class FlexibilitySection(Section):
+    """``[flexibility]``: the federated power plant (docs/flexibility.md)."""
+
+    #: Take the grid operator's requests at all (``grid/request``).
+    enabled: bool = True
+    #: How long a home has to accept or decline a proposed commitment (clock seconds).
+    answer_window_s: int = Field(default=120, ge=5, le=3600)
+    #: Proposal rounds per request: after declines the manager re-dispatches at most this often.
+    max_rounds: int = Field(default=3, ge=1, le=10)
+    #: The smallest offer published on ``grid/offers`` (mean power over the slot); smaller blocks are merged.
+    minimum_offer_w: int = Field(default=1000, ge=1, le=10_000_000)
+    #: How the revenue of a delivered request is shared among the homes that delivered.
+    revenue_policy: Literal["pro_rata", "equal", "weighted"] = "pro_rata"
+    #: A home that delivers less than this share of its commitment in a slot is replaced in the
+    #: request's later slots (re-dispatch before the slot).
+    delivery_tolerance_pct: int = Field(default=20, ge=0, le=100)
+    #: Baseline from metered history: the same slot on up to this many previous days ...
+    baseline_days: int = Field(default=10, ge=1, le=60)
+    #: ... when at least this many of them have a reading; otherwise the baseline the home declared.
+    baseline_min_days: int = Field(default=5, ge=1, le=60)
 
 
 class CommunityConfig(Section):
@@ -196,6 +222,7 @@ class CommunityConfig(Section):
     member: list[MemberSection] = Field(min_length=1)
     #: The feeder the community sits on (docs/grid.md); unset: no grid review of the clearings.
     grid: FeederSection | None = None
+    flexibility: FlexibilitySection = FlexibilitySection()
     metrics: MetricsConfig = MetricsConfig(enabled=False)
     logging: LoggingConfig = LoggingConfig()
 

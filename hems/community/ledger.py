@@ -80,6 +80,10 @@ class RecordKind(StrEnum):
     METER = "meter"
     SETTLEMENT = "settlement"
     SETTLEMENT_CORRECTION = "settlement_correction"
+    GRID_LIMITS = "grid_limits"  # the operator's day-ahead limits and fees, as taken
+    FLEXIBILITY_REQUEST = "flexibility_request"  # a request taken, with the flexibility it was split on
+    FLEXIBILITY_DISPATCH = "flexibility_dispatch"  # the binding commitments after the homes' answers
+    FLEXIBILITY_SETTLEMENT = "flexibility_settlement"  # delivery and money: per home, and a summary
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,7 @@ import hashlib
 import logging
 import secrets
 from collections import Counter
-from dataclasses import dataclass, replace
-from datetime import datetime
+from dataclasses import replace
 from typing import Any
 from uuid import UUID
 
@@ -24,11 +23,14 @@ from hems.community.bids import clearing_input, crossing_reason, orders_of, pref
 from hems.protocol.calendar import MarketCalendar
 from hems.community.config import CommunityConfig
 from hems.community.grid.feeder import FeederModel
-from hems.community.grid.review import GridReview
+from hems.community.grid.limits import with_locational_fee
 from hems.community.ledger import RecordKind
 from hems.community.mechanisms.base import ClearingResult, HomeAllocation, InputKind
 from hems.community.mechanisms.registry import create_mechanism, input_kind
 from hems.community.negotiation.driver import NegotiationDriver
+from hems.community.outgoing import Outgoing, encode_as_manager
+from hems.community.power_plant.desk import PowerPlantDesk
+from hems.community.power_plant.operator import OperatorInbox
 from hems.community.records import (
     allocation_message,
     allocation_to_body,
@@ -36,7 +38,6 @@ from hems.community.records import (
     result_from_bodies,
     result_to_body,
     slot_result_message,
-    utc,
 )
 from hems.community.settlement import (
     MeteredEnergy,
@@ -45,7 +46,7 @@ from hems.community.settlement import (
     settle_slot,
 )
 from hems.community.state import CommunityState
-from hems.protocol.codec import Message, ProtocolError, decode, encode
+from hems.protocol.codec import Message, ProtocolError, decode
 from hems.protocol.envelope import ReceptionStatus
 from hems.protocol.messages import (
     Ack,
@@ -60,24 +61,19 @@ from hems.protocol.messages import (
     SlotBid,
     SlotState,
 )
+from hems.protocol.power_plant import CommitmentAnswer
 from hems.protocol.topics import HomeTopic, Topics
 
 logger = logging.getLogger(__name__)
 
-SENDER = "manager"
 #: A message stamped further ahead of the manager's clock than this is refused (a wrong clock).
 MAX_CLOCK_AHEAD_S = 300
 #: Meter reports for slots older than this are refused; the dedupe memo is kept as long.
 METER_RETENTION_S = 7 * 86_400
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    """A message to publish."""
-
-    topic: str
-    payload: bytes
-    retain: bool = False
+#: What the manager takes from the homes, by topic leaf.
+HOME_INPUTS: dict[HomeTopic, tuple[type[Payload], ...]] = {
+    HomeTopic.ORDERS: (OrderSubmission,), HomeTopic.METER: (MeterReport,),
+    HomeTopic.NEGOTIATION: (NegotiationAnswer,), HomeTopic.COMMITMENT_ANSWER: (CommitmentAnswer,)}
 
 
 class CommunityManager:
@@ -106,7 +102,9 @@ class CommunityManager:
         self._next_settlement_s = 0
         self._unknown_senders: set[str] = set()
         self.negotiation = NegotiationDriver.for_community(config) if market.mechanism == "admm" else None
-        self.grid = None if config.grid is None else GridReview(FeederModel.from_section(config.grid, self.members))
+        self.power_plant = PowerPlantDesk(config, state, self.calendar, market.parameters)
+        feeder = None if config.grid is None else FeederModel.from_section(config.grid, self.members)
+        self.operator = OperatorInbox(self.topics, state, self.calendar, self.power_plant, feeder, self.members)
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -128,18 +126,22 @@ class CommunityManager:
         out = [Outgoing(self.topics.market_config(), self._encode(self.config.market_config(self.config_version),
                                                                   now_s), retain=True)]
         out += self._republish_current(now_s)
-        return out + self.tick(now_s)
+        return out + self.power_plant.restore(now_s) + self.tick(now_s)
 
     def tick(self, now_s: float) -> list[Outgoing]:
         """Clear every slot whose gate has closed and settle every slot whose meter deadline passed."""
-        out = self._negotiation_rounds(now_s)
+        out = self._negotiation_rounds(now_s) + self.power_plant.tick(now_s)
         duration = self.calendar.slot_duration_s
+        gate_passed = False
         while self.calendar.gate_closure_s(self._next_clearing_s) <= now_s:
             slot = self._next_clearing_s
             if self.input_kind is not InputKind.POSITIONS and self.state.slot(slot) is None \
                     and slot + duration > now_s:
                 out += self._clear(slot, now_s)
             self._next_clearing_s += duration
+            gate_passed = True
+        if gate_passed:  # the open slots changed: so did what the community can offer
+            out += self.power_plant.offers(self._next_clearing_s, now_s)
         return out + self._negotiation_start(now_s) + self._settle_due(now_s)
 
     def _settle_due(self, now_s: float) -> list[Outgoing]:
@@ -161,6 +163,8 @@ class CommunityManager:
         settle_at = self._next_settlement_s + duration + self.config.market.meter_deadline_s
         gate_at = self.calendar.gate_closure_s(self._next_clearing_s)
         events = [settle_at, gate_at]
+        if (answer_by := self.power_plant.next_event_s()) is not None:
+            events.append(answer_by)
         driver = self.negotiation
         if driver is not None:
             pending = driver.next_event_s()
@@ -174,8 +178,10 @@ class CommunityManager:
 
     def handle(self, topic: str, raw: bytes, now_s: float) -> list[Outgoing]:
         """One message from a home: validate, apply, and ack (always, with a reason)."""
+        if topic.startswith(f"{self.topics.prefix}/grid/"):
+            return self.operator.handle(topic, raw, now_s)
         address = self.topics.parse_home(topic)
-        if address is None or address.leaf not in (HomeTopic.ORDERS, HomeTopic.METER, HomeTopic.NEGOTIATION):
+        if address is None or address.leaf not in HOME_INPUTS:
             return []  # our own acks and allocations, home status: nothing to take
         home = address.home
         if home not in self.members:
@@ -184,10 +190,8 @@ class CommunityManager:
                 logger.warning("message from %r, who is not a member of %s: ignored", home, self.config.community.id)
             self.received[(str(address.leaf), "NOT_A_MEMBER")] += 1
             return []
-        accepted: tuple[type[Payload], ...] = {HomeTopic.ORDERS: (OrderSubmission,), HomeTopic.METER: (MeterReport,),
-                                               HomeTopic.NEGOTIATION: (NegotiationAnswer,)}[address.leaf]
         try:
-            message = decode(raw, accepted)
+            message = decode(raw, HOME_INPUTS[address.leaf])
         except ProtocolError as error:
             return self._refuse(home, error, now_s)
         memo = self.state.seen_ack(str(message.message_id))
@@ -202,6 +206,8 @@ class CommunityManager:
             return self._take_orders(home, message, now_s)
         if isinstance(message.payload, NegotiationAnswer):
             return self._take_answer(home, message, now_s)
+        if isinstance(message.payload, CommitmentAnswer):
+            return self._take_commitment_answer(home, message, now_s)
         return self._take_meter(home, message, now_s)
 
     def _envelope_problem(self, home: str, message: Message[Any], now_s: float) -> str:
@@ -302,6 +308,16 @@ class CommunityManager:
         self.received[(NegotiationAnswer.MESSAGE_TYPE, "OK")] += 1
         return self._signals_out(signals, now_s)
 
+    def _take_commitment_answer(self, home: str, message: Message[CommitmentAnswer], now_s: float
+                                ) -> list[Outgoing]:
+        """A home's answer to its share of a flexibility request: taken, or refused with the reason."""
+        problem, out = self.power_plant.take_answer(home, message.payload, now_s)
+        ack = Ack(status=ReceptionStatus.INVALID_CONTENT if problem else ReceptionStatus.OK,
+                  diagnostic_label=problem[:500], acked_message_type=CommitmentAnswer.MESSAGE_TYPE)
+        self.state.remember(home, str(message.message_id), self._memo(ack), now_s)
+        self.received[(CommitmentAnswer.MESSAGE_TYPE, str(ack.status))] += 1
+        return [self._ack_out(home, ack, message.message_id, now_s)] + out
+
     def _negotiation_rounds(self, now_s: float) -> list[Outgoing]:
         """Close rounds whose time is up; end a negotiation at its gate (before that slot clears)."""
         return [] if self.negotiation is None else self._signals_out(self.negotiation.tick(now_s), now_s)
@@ -331,7 +347,10 @@ class CommunityManager:
                ) -> list[Outgoing]:
         stored = self.state.bids_for_slot(slot_start_s)
         seed = self._seed(slot_start_s)
+        review = self.operator.review()
         parameters = self.config.market.parameters(seed)
+        if review is not None:  # the operator's locational fee is paid on home-to-home trades
+            parameters = with_locational_fee(parameters, review.limits_for(slot_start_s))
         duration = self.calendar.slot_duration_s
         book = [(bid.home, bid.sequence, bid.bid) for bid in stored]
         market = clearing_input(self.input_kind, parameters, book, positions or {},
@@ -340,9 +359,9 @@ class CommunityManager:
         agreed = negotiated is not None and negotiated.converged
         try:
             result = self.mechanism.clear_negotiated(parameters, negotiated) if agreed else self.mechanism.clear(market)
-            if self.grid is not None:  # positions metered or agreed are what they are: reported, not changed
-                result = self.grid.review(self.mechanism.clear, market, result, slot_start_s, duration,
-                                          adjustable=not (positions or agreed))
+            if review is not None:  # positions metered or agreed are what they are: reported, not changed
+                result = review.review(self.mechanism.clear, market, result, slot_start_s, duration,
+                                       adjustable=not (positions or agreed))
         except (ValueError, RuntimeError) as error:
             # A solver failure or a book the mechanism cannot take: nothing is booked and every home
             # settles this slot with the retailer, as if the market had not been there.
@@ -403,7 +422,7 @@ class CommunityManager:
         stored = self.state.slot(slot_start_s)
         if stored is not None and stored.clearing is not None:
             out.append(self._result_out(slot_start_s, stored.clearing, SlotState.SETTLED, now_s))
-        return out
+        return out + self.power_plant.slot_settled(slot_start_s, now_s)
 
     def _correct(self, home: str, slot_start_s: int, actual: MeteredEnergy, now_s: float) -> None:
         """A reading for a settled slot: append the difference; never edit what was booked."""
@@ -476,14 +495,10 @@ class CommunityManager:
 
     @staticmethod
     def _encode(payload: Payload, now_s: float, correlation_id: UUID | None = None) -> bytes:
-        return encode(payload, sender=SENDER, sent_at=_utc_instant(now_s), correlation_id=correlation_id)
+        return encode_as_manager(payload, now_s, correlation_id)
 
 
 def _with_sequence(allocation: HomeAllocation, sequence: int | None) -> HomeAllocation:
     if sequence is None or allocation.sequence is not None:
         return allocation
     return replace(allocation, sequence=sequence)
-
-
-def _utc_instant(now_s: float) -> datetime:
-    return utc(round(now_s, 3))

@@ -16,10 +16,10 @@ from typing import Any, Callable, TypeVar
 
 from hems.clock import Clock, SystemClock
 from hems.community.config import CommunityConfig
-from hems.community.manager import CommunityManager, Outgoing
+from hems.community.manager import HOME_INPUTS, CommunityManager, Outgoing
 from hems.community.state import CommunityState
 from hems.protocol.mqtt import BrokerSettings, IncomingMessage, MqttLink
-from hems.protocol.topics import HomeTopic, Topics
+from hems.protocol.topics import GridTopic, Topics
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +56,10 @@ class CommunityService:
         self._loop = asyncio.get_running_loop()
         self._delivering = asyncio.Lock()
         self.manager = await self._in_worker(self._open)
-        for leaf in (HomeTopic.ORDERS, HomeTopic.METER, HomeTopic.NEGOTIATION):
+        for leaf in HOME_INPUTS:
             self.link.subscribe(self.topics.all_homes(leaf), self._on_message)
+        for grid_leaf in (GridTopic.LIMITS, GridTopic.REQUEST):
+            self.link.subscribe(self.topics.grid(grid_leaf), self._on_message)
         await self.link.start()
         await self._deliver(await self._in_worker(self.manager.start, self.clock.now_s()))
 

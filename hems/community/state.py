@@ -202,6 +202,10 @@ class CommunityState:
         with self.transaction():
             self._remember(home, message_id, ack, at_s, ignore_duplicate=True)
 
+    def remember(self, sender: str, message_id: str, answer: dict, at_s: float) -> None:
+        """Remember a message's id and the answer it got (dedupe of QoS 1 repeats); nothing else changes."""
+        self.reject(sender, message_id, answer, at_s)
+
     def bids_for_slot(self, slot_start_s: int) -> list[StoredBid]:
         """The current bids for one slot, by home."""
         with self._lock, self._guard():
