@@ -45,6 +45,9 @@ class Statement:
     #: Where the energy bought in the community came from, slot by slot (differentiated markets;
     #: None elsewhere): the cleared Wh per class, and premiums.
     provenance: Provenance | None = None
+    #: The federated power plant (requests settled in the month, by their first slot): None when
+    #: the home delivered nothing for one.
+    flexibility: FlexibilityEarnings | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form: counts and Wh as integers, money as exact decimal strings in currency
@@ -52,7 +55,7 @@ class Statement:
         result: dict[str, Any] = {}
         for item in fields(self):
             value = getattr(self, item.name)
-            if item.name == "provenance":
+            if item.name in ("provenance", "flexibility"):
                 if value is not None:
                     result[item.name] = {name.removesuffix("_nano"): _decimal_string(amount)
                                          if name.endswith("_nano") else amount for name, amount in asdict(value).items()}
@@ -67,11 +70,23 @@ class Statement:
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+@dataclass(frozen=True)
+class FlexibilityEarnings:
+    """What a home did for the community's power plant in a month: Wh and n¤."""
+
+    requests: int
+    committed_wh: int
+    delivered_wh: int
+    revenue_nano: int
+    penalty_nano: int
+
+
 _SUMMED = tuple(item.name for item in fields(Statement)
-                if item.name not in ("home", "month", "slots", "estimated_slots", "provenance"))
+                if item.name not in ("home", "month", "slots", "estimated_slots", "provenance", "flexibility"))
 
 
 _PROVENANCE = tuple(item.name for item in fields(Provenance))
+_FLEXIBILITY = tuple(item.name for item in fields(FlexibilityEarnings))  # "requests" first
 
 
 def month_bounds_s(month: str) -> tuple[int, int]:
@@ -94,7 +109,13 @@ def monthly_statement(ledger: Ledger, home: str, month: str) -> Statement:
     totals = dict.fromkeys(_SUMMED, 0)
     estimated_by_slot: dict[int, bool] = {}
     provenance: dict[str, int] | None = None
+    flexibility: dict[str, int] | None = None
     for record in ledger.records(home=home, since_slot_s=since_s, until_slot_s=until_s):
+        if record.kind is RecordKind.FLEXIBILITY_SETTLEMENT:
+            flexibility = flexibility or dict.fromkeys(_FLEXIBILITY, 0)
+            flexibility["requests"] += 1
+            for name in _FLEXIBILITY[1:]:
+                flexibility[name] += record.body[name]
         if record.kind is RecordKind.ALLOCATION and "provenance" in record.body:
             provenance = provenance or dict.fromkeys(_PROVENANCE, 0)
             for name in _PROVENANCE:
@@ -107,7 +128,8 @@ def monthly_statement(ledger: Ledger, home: str, month: str) -> Statement:
         estimated_by_slot[settlement.slot_start_s] = settlement.estimated  # ledger order: last wins
     return Statement(home=home, month=month, slots=len(estimated_by_slot),
                      estimated_slots=sum(estimated_by_slot.values()), **totals,
-                     provenance=None if provenance is None else Provenance(**provenance))
+                     provenance=None if provenance is None else Provenance(**provenance),
+                     flexibility=None if flexibility is None else FlexibilityEarnings(**flexibility))
 
 
 def render_statement(statement: Statement, currency: str = "EUR") -> str:
@@ -153,6 +175,16 @@ def render_statement(statement: Statement, currency: str = "EUR") -> str:
             f"  Sold to the retailer       {energy(origin.sold_grid_wh)}",
             f"  Green premiums paid        {money(origin.premium_paid_nano)}",
             f"  Green premiums received    {money(-origin.premium_received_nano)}",
+        ]
+    power_plant = s.flexibility
+    if power_plant is not None:
+        lines += [
+            "Flexibility for the grid operator (federated power plant)",
+            f"  Requests taken part in     {power_plant.requests:>12d}",
+            f"  Committed                  {energy(power_plant.committed_wh)}",
+            f"  Delivered                  {energy(power_plant.delivered_wh)}",
+            f"  Revenue share              {money(-power_plant.revenue_nano)}",
+            f"  Penalties                  {money(power_plant.penalty_nano)}",
         ]
     return "\n".join(lines) + "\n"
 
