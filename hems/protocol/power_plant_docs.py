@@ -24,7 +24,7 @@ ROUTES: dict[str, tuple[str, str, bool, str, bool]] = {
 }
 
 #: Topics that carry a message type routed elsewhere: the operator's acks are the market's ``ack``.
-SHARED_TOPICS = {"grid/ack": "CM → GO: `ack` of a `grid_limits` publication"}
+SHARED_TOPICS = {"grid/ack": "CM → GO: `ack` of a `grid_limits` publication, or of a message it could not read"}
 
 ENUM_NOTES: dict[str, dict[str, str]] = {
     "RequestState": {"REFUSED": "Not taken; the reason says why.",
