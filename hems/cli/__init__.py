@@ -16,6 +16,7 @@ import sys
 _SUBCOMMAND_MODULES = (
     "hems.cli.run",
     "hems.cli.community",
+    "hems.cli.grid",
     "hems.cli.check_config",
     "hems.cli.emulate",
     "hems.cli.scan",
