@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
+from hems.config.base import Section
 from hems.config.errors import config_problem, invalid
 from hems.config.operations import MqttBrokerConfig
 
@@ -36,6 +37,21 @@ class DonationSection(BaseModel):
         if len(set(self.recipients)) != len(self.recipients):
             raise config_problem(("recipients", invalid(str(self.recipients), "distinct member ids")))
         return self
+
+
+#: The most power a flexibility setting may name (W): the protocol's MAX_POWER_W, 10 MW.
+MAX_FLEXIBILITY_W = 10_000_000
+
+
+class FlexibilitySection(Section):
+    """``[market.flexibility]``: what the home lets the community's power plant ask of it
+    (hems/trading/power_plant.py). The site's import and export limits always hold as well."""
+
+    #: The owner's opt-out: every commitment the community proposes is declined ("owner opt-out").
+    opt_out: StrictBool = False
+    #: The largest change of the home's mean net import per slot the home accepts (W); unset: any
+    #: change within the site's import and export limits.
+    max_change_w: float | None = Field(default=None, ge=0, le=MAX_FLEXIBILITY_W)
 
 
 class MarketSection(MqttBrokerConfig):
@@ -67,6 +83,8 @@ class MarketSection(MqttBrokerConfig):
     green_partners: Annotated[list[HomeId], Field(min_length=1, max_length=50)] | None = None
     #: Surplus given to designated households, each slot (see DonationSection).
     donation: list[DonationSection] = Field(default_factory=list, max_length=10)
+    #: What the community's power plant may ask of the home (see FlexibilitySection).
+    flexibility: FlexibilitySection = FlexibilitySection()
 
     @model_validator(mode="after")
     def _consistent(self) -> MarketSection:

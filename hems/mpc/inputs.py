@@ -8,6 +8,7 @@ plan. :func:`prepare` turns :class:`PlanInputs` (user units: W, Wh, fractions, d
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -15,6 +16,9 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from hems.mpc.site import SiteConfig
+
+#: How far below the lowest reachable net import an absent floor lies (W).
+UNREACHABLE_MARGIN_W = 1000.0
 
 
 @dataclass(frozen=True)
@@ -66,11 +70,31 @@ class PlanInputs:
     comfort_max_c: Sequence[float] | None = None
     ev_session: EvSession | None = None
     trades: Trades | None = None
-    net_demand_cap_w: Sequence[float] | None = None  # grid-operator cap on import - export
+    # Bounds on net import (import - export) per slot, e.g. a grid-operator cap or a flexibility
+    # commitment; None, or a non-finite value in a slot (a NaN is also flagged), means no bound there.
+    net_demand_cap_w: Sequence[float] | None = None
+    net_demand_floor_w: Sequence[float] | None = None
     export_limit_w: Sequence[float] | None = None  # per-slot override of the site's limit
     peak_import_so_far_w: float = 0.0  # highest import already billed in this period
     community_price_band: tuple[float, float] | None = None  # (floor, cap) of the local market
     negotiation: Negotiation | None = None  # an ADMM round in progress
+
+
+@dataclass(frozen=True)
+class PlanTerms:
+    """What the community adds to a home's plan: committed trades, the local market's price band
+    and bounds on net import per slot (e.g. confirmed flexibility commitments), all aligned with
+    one horizon as :class:`PlanInputs` takes them."""
+
+    trades: Trades | None = None
+    community_price_band: tuple[float, float] | None = None
+    net_demand_cap_w: Sequence[float] | None = None
+    net_demand_floor_w: Sequence[float] | None = None
+
+    def applied_to(self, inputs: PlanInputs) -> PlanInputs:
+        """``inputs`` with these terms in place of its own (the terms may be newer than the plan)."""
+        return dataclasses.replace(inputs, trades=self.trades, community_price_band=self.community_price_band,
+                                   net_demand_cap_w=self.net_demand_cap_w, net_demand_floor_w=self.net_demand_floor_w)
 
 
 @dataclass
@@ -86,7 +110,8 @@ class PreparedInputs:
     soc_initial: float  # fraction, clamped into [soc_min, soc_max]
     import_limit_w: np.ndarray
     export_limit_w: np.ndarray
-    net_demand_cap_w: np.ndarray
+    net_demand_cap_w: np.ndarray  # never above the import limit
+    net_demand_floor_w: np.ndarray  # finite; where no floor was asked, a value the site cannot reach
     peak_import_so_far_w: float
     trade_wh: np.ndarray
     trade_price: np.ndarray
@@ -152,6 +177,24 @@ def _clip_nonnegative(name: str, array: np.ndarray, flags: list[str]) -> np.ndar
     return array
 
 
+def _bound_series(name: str, values: Sequence[float] | None, n_steps: int, unbounded: np.ndarray,
+                  flags: list[str]) -> np.ndarray:
+    """A per-slot bound of exactly ``n_steps`` values: slots without a bound (None, +-inf, NaN, past
+    the end of a short series) take ``unbounded``'s value. Unlike a forecast, a bound is never
+    interpolated or continued: a commitment holds only in the slots it names."""
+    bound = np.array(unbounded, dtype=float)
+    if values is None:
+        return bound
+    array = np.asarray(values, dtype=float).ravel()[:n_steps]
+    if np.isnan(array).any():
+        flags.append(f"{name}:nan_ignored:{int(np.isnan(array).sum())}")
+    if array.size < n_steps:
+        flags.append(f"{name}:short:{array.size}<{n_steps}")
+    finite = np.isfinite(array)
+    bound[: array.size][finite] = array[finite]
+    return bound
+
+
 def ev_availability(start: datetime, step_s: int, n_steps: int, session: EvSession | None) -> np.ndarray:
     """Fraction of each slot during which the EV is connected (partial slots count pro rata)."""
     available = np.zeros(n_steps)
@@ -195,7 +238,11 @@ def prepare(inputs: PlanInputs, site: SiteConfig, n_steps: int, step_s: int) -> 
 
     export_limit = series("export_limit_w", inputs.export_limit_w, site.grid.export_limit_w)
     export_limit = np.clip(export_limit, 0.0, site.grid.export_limit_w)
-    net_cap = series("net_demand_cap_w", inputs.net_demand_cap_w, site.grid.import_limit_w)
+    import_limit = np.full(n_steps, float(site.grid.import_limit_w))
+    # A cap above the fuse means nothing more than the fuse.
+    net_cap = np.minimum(_bound_series("net_demand_cap_w", inputs.net_demand_cap_w, n_steps, import_limit, flags),
+                         import_limit)
+    net_floor = _net_floor(inputs.net_demand_floor_w, site, pv, net_cap, flags)
 
     trade_wh = np.zeros(n_steps)
     trade_price = np.zeros(n_steps)
@@ -249,14 +296,32 @@ def prepare(inputs: PlanInputs, site: SiteConfig, n_steps: int, step_s: int) -> 
     return PreparedInputs(
         start=inputs.start, step_s=step_s, load_w=load, pv_w=pv,
         import_price=import_price, export_price=export_price, soc_initial=soc,
-        import_limit_w=np.full(n_steps, site.grid.import_limit_w), export_limit_w=export_limit,
-        net_demand_cap_w=net_cap, peak_import_so_far_w=peak, trade_wh=trade_wh, trade_price=trade_price,
+        import_limit_w=import_limit, export_limit_w=export_limit,
+        net_demand_cap_w=net_cap, net_demand_floor_w=net_floor, peak_import_so_far_w=peak,
+        trade_wh=trade_wh, trade_price=trade_price,
         ev_available=ev_available, ev_energy_needed_wh=ev_needed, ev_max_energy_wh=ev_room,
         outdoor_temp_c=outdoor, heat_demand_w=heat_demand, indoor_temp_c=float(indoor),
         comfort_min_c=comfort_min, comfort_max_c=comfort_max,
         community_price_band=inputs.community_price_band, negotiation_scale=negotiation_scale,
         negotiation_target=negotiation_target, flags=flags,
     )
+
+
+def _net_floor(values: Sequence[float] | None, site: SiteConfig, pv_w: np.ndarray, net_cap_w: np.ndarray,
+               flags: list[str]) -> np.ndarray:
+    """The per-slot floor on net import, never above the cap (nor, through it, the import limit).
+
+    Where no floor is asked the value is finite yet out of reach: the load, the EV and the heat
+    pump draw >= 0, so net import never goes below -(PV + the battery's discharge); it also stays
+    below the cap, so the two never meet."""
+    unbounded = np.minimum(-(pv_w + site.battery.max_discharge_w), net_cap_w) - UNREACHABLE_MARGIN_W
+    floor = _bound_series("net_demand_floor_w", values, pv_w.size, unbounded, flags)
+    above = floor > net_cap_w
+    if above.any():
+        # Asked to import more than the cap (or the fuse) allows: the cap wins.
+        flags.append(f"net_demand_floor_w:above_cap:{int(above.sum())}")
+        floor = np.minimum(floor, net_cap_w)
+    return floor
 
 
 def _negotiation(negotiation: Negotiation | None, site: SiteConfig, n_steps: int, step_s: int,

@@ -54,6 +54,7 @@ class SlackReport:
     import_over_limit_wh: float = 0.0
     export_over_limit_wh: float = 0.0
     net_demand_over_cap_wh: float = 0.0
+    net_demand_under_floor_wh: float = 0.0
     reserve_shortfall_wh: float = 0.0  # summed over slots (Wh below the backup reserve)
     final_soc_shortfall_wh: float = 0.0
     ev_shortfall_wh: float = 0.0
@@ -64,7 +65,8 @@ class SlackReport:
         """True when some goal or limit is not met (beyond 1 Wh / 0.01 K*h of rounding)."""
         return any(value > 1.0 for value in (
             self.import_over_limit_wh, self.export_over_limit_wh, self.net_demand_over_cap_wh,
-            self.reserve_shortfall_wh, self.final_soc_shortfall_wh, self.ev_shortfall_wh,
+            self.net_demand_under_floor_wh, self.reserve_shortfall_wh, self.final_soc_shortfall_wh,
+            self.ev_shortfall_wh,
         )) or self.comfort_violation_kh > 0.01
 
 

@@ -62,6 +62,7 @@ class MpcModel:
         import_limit = self._param("import_limit_kw", n)
         export_limit = self._param("export_limit_kw", n)
         net_cap = self._param("net_cap_kw", n)
+        net_floor = self._param("net_floor_kw", n)
 
         charge, discharge, energy = self._var("charge_kw", n), self._var("discharge_kw", n), self._var("energy_kwh", n)
         grid_import, grid_export = self._var("import_kw", n), self._var("export_kw", n)
@@ -80,7 +81,10 @@ class MpcModel:
             grid_import >= 0, grid_export >= 0,
             grid_import <= import_limit + slack_import, slack_import >= 0,
             grid_export <= export_limit + slack_export, slack_export >= 0,
+            # One slack for the cap and the floor: the floor never exceeds the cap (inputs.prepare),
+            # so no slot misses both, and a miss of either is priced the same.
             grid_import - grid_export <= net_cap + slack_cap, slack_cap >= 0,
+            grid_import - grid_export >= net_floor - slack_cap,
         ]
         if battery.charge_taper_start_soc is not None:
             start = battery.charge_taper_start_soc
@@ -193,6 +197,7 @@ class MpcModel:
             "import_limit_kw": prepared.import_limit_w * kw,
             "export_limit_kw": prepared.export_limit_w * kw,
             "net_cap_kw": prepared.net_demand_cap_w * kw,
+            "net_floor_kw": prepared.net_demand_floor_w * kw,
         }
         if shape.has_ev:
             # The relaxation; the minimum power enters through hems.mpc.ev_minimum's pattern.

@@ -172,6 +172,8 @@ def _slack(site: SiteConfig, prepared: PreparedInputs, dt: float, grid_import: n
         import_over_limit_wh=float(np.sum(np.maximum(grid_import - prepared.import_limit_w, 0.0)) * dt),
         export_over_limit_wh=float(np.sum(np.maximum(grid_export - prepared.export_limit_w, 0.0)) * dt),
         net_demand_over_cap_wh=float(np.sum(np.maximum(grid_import - grid_export - prepared.net_demand_cap_w, 0.0)) * dt),
+        net_demand_under_floor_wh=float(np.sum(np.maximum(prepared.net_demand_floor_w - grid_import + grid_export,
+                                                          0.0)) * dt),
         reserve_shortfall_wh=float(np.max(np.maximum(reserve - energy, 0.0))),
         final_soc_shortfall_wh=max(0.0, battery.soc_final_min * battery.capacity_wh - float(energy[-1])),
         ev_shortfall_wh=ev_short,
@@ -196,7 +198,7 @@ def _cost(site: SiteConfig, shape: ModelShape, prepared: PreparedInputs, grid_im
     weight = max(site.mpc.slack_penalty_per_kwh,
                  2.0 * float(np.max(np.abs(np.concatenate([prepared.import_price, prepared.export_price])))))
     slack_kwh = (slack.import_over_limit_wh + slack.export_over_limit_wh + slack.net_demand_over_cap_wh
-                 + slack.final_soc_shortfall_wh) / 1000.0
+                 + slack.net_demand_under_floor_wh + slack.final_soc_shortfall_wh) / 1000.0
     slack_penalty = weight * slack_kwh
     if site.ev is not None:
         slack_penalty += site.ev.shortfall_penalty_per_kwh * slack.ev_shortfall_wh / 1000.0

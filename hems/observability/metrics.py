@@ -26,6 +26,8 @@ JOULES_PER_WH = 3600.0
 MPC_STATUSES = ("optimal", "fallback", "failed")
 #: What the home does in the community market (the HomeStatus ``market`` field).
 MARKET_STATES = ("trading", "retail_only", "disabled")
+#: What happens to the power plant's commitments at the home (hems/trading/power_plant.py).
+VPP_COMMITMENT_EVENTS = ("proposed", "accepted", "declined", "confirmed", "cancelled")
 
 
 class HealthLike(Protocol):
@@ -86,6 +88,9 @@ class HomeMetrics:
                                          ["status"], registry=registry)
         self.outbox_pending = Gauge("hems_outbox_pending", "Market messages the manager has not acknowledged yet.",
                                     registry=registry)
+        self.vpp_commitments = Counter("hems_vpp_commitments",
+                                       "Power-plant commitments by event (proposed, accepted, declined, confirmed, "
+                                       "cancelled).", ["event"], registry=registry)
         for state in MARKET_STATES:
             self.market_state.labels(state=state).set(1 if state == "disabled" else 0)
         self._mpc_statuses = set(MPC_STATUSES)
@@ -182,6 +187,12 @@ class HomeMetrics:
     def market_rejection(self, status: str) -> None:
         """Count one refusal by the manager (an ack's status, or REJECTED for one slot's bid)."""
         self.market_rejections.labels(status=status).inc()
+
+    def vpp_commitment(self, event: str) -> None:
+        """Count one power-plant commitment event (see :data:`VPP_COMMITMENT_EVENTS`)."""
+        if event not in VPP_COMMITMENT_EVENTS:
+            raise ValueError(f"commitment event {event!r}: allowed {', '.join(VPP_COMMITMENT_EVENTS)}")
+        self.vpp_commitments.labels(event=event).inc()
 
     def set_outbox_pending(self, count: int) -> None:
         """Messages in the outbox not yet acknowledged by the manager."""

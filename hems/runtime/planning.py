@@ -2,11 +2,13 @@
 
 A plan is made at every slot boundary, when the measured SoC has drifted from the planned one
 by more than ``replan_soc_deviation`` (at most every ``replan_min_interval_s``), when there is
-none, and when someone asks for one (the market agent, after a new allocation). The solve runs in
-a worker thread, so the event loop keeps polling and controlling.
+none, and when someone asks for one (the market agent, after a new allocation or a confirmed or
+cancelled commitment). The solve runs in a worker thread, so the event loop keeps polling and
+controlling.
 
-With a market, :attr:`PlanningService.market_terms` supplies the committed trades and the
-community's price band of each plan; the inputs of the last solve are kept
+With a market, :attr:`PlanningService.market_terms` supplies the committed trades, the
+community's price band and the bounds on net import (confirmed power-plant commitments) of each
+plan (:class:`~hems.mpc.inputs.PlanTerms`); the inputs of the last solve are kept
 (:attr:`PlanningService.last_inputs`) for the agent's bid curves, which use the same planner
 through :meth:`PlanningService.run_with_planner` (one solve at a time: the planner is stateful).
 """
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TypeVar
 
-from hems.mpc.inputs import PlanInputs, Trades
+from hems.mpc.inputs import PlanInputs, PlanTerms
 from hems.mpc.plan import Plan, PlanStep
 from hems.mpc.planner import Planner
 from hems.runtime.forecasting import ForecastProvider
@@ -30,9 +32,9 @@ logger = logging.getLogger(__name__)
 
 #: (instants, timezone) -> (import prices, export prices), currency per kWh.
 PriceSource = Callable[[Sequence[datetime], str], tuple[Sequence[float], Sequence[float]]]
-#: (horizon start, slots, slot length s) -> (committed trades aligned with the horizon or None,
-#: the community's (floor, cap) price band in currency per kWh or None).
-MarketTermsSource = Callable[[datetime, int, int], tuple[Trades | None, tuple[float, float] | None]]
+#: (horizon start, slots, slot length s) -> what the community adds to the plan, aligned with the
+#: horizon: committed trades, the (floor, cap) price band, net-import cap and floor per slot in W.
+MarketTermsSource = Callable[[datetime, int, int], PlanTerms]
 T = TypeVar("T")
 
 
@@ -80,11 +82,11 @@ class PlanningService:
         self.plans_made = 0
         #: The inputs of the last solve (the market agent derives its bid curves from them).
         self.last_inputs: PlanInputs | None = None
-        #: Committed trades and price band for each plan; None: no market.
+        #: Committed trades, price band and net-import bounds for each plan; None: no market.
         self.market_terms: MarketTermsSource | None = None
         self._observations: list[tuple[datetime, float, float]] = []
         self._requested: str | None = None
-        self._terms: tuple[Trades | None, tuple[float, float] | None] = (None, None)  # of the plan being made
+        self._terms = PlanTerms()  # of the plan being made
         self._planner_lock = asyncio.Lock()
 
     @property
@@ -136,7 +138,7 @@ class PlanningService:
             # Read on the event loop, at plan time: an allocation that came in before this
             # instant is in this plan; a request arriving while it is made asks for the next one.
             self._requested = None
-            self._terms = (None, None) if self.market_terms is None else self.market_terms(
+            self._terms = PlanTerms() if self.market_terms is None else self.market_terms(
                 _utc(start_s), self.planner.n_steps, self.step_s)
             plan = await asyncio.to_thread(self._plan_blocking, start_s, now_s, soc_initial, observations)
         in_force = PlanInForce(plan, now_s, start_s, soc_initial)
@@ -153,10 +155,9 @@ class PlanningService:
         forecast = self.forecast.forecast(start, steps, step_s, _utc(now_s))
         instants = [start + timedelta(seconds=step_s * index) for index in range(steps)]
         import_price, export_price = self._prices(instants, self._timezone)
-        trades, band = self._terms
-        inputs = PlanInputs(start=start, load_w=list(forecast.load_w), pv_w=list(forecast.pv_w),
-                            import_price=list(import_price), export_price=list(export_price),
-                            soc_initial=soc_initial, trades=trades, community_price_band=band)
+        inputs = self._terms.applied_to(PlanInputs(
+            start=start, load_w=list(forecast.load_w), pv_w=list(forecast.pv_w), import_price=list(import_price),
+            export_price=list(export_price), soc_initial=soc_initial))
         self.last_inputs = inputs
         return self.planner.plan(inputs)
 

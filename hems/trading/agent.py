@@ -11,6 +11,10 @@ One :class:`~hems.protocol.mqtt.MqttLink` to the community broker (persistent se
 - **service**: publishes the retained ``HomeStatus``, drains the outbox of meter reports
   (:mod:`hems.trading.outbox`) and wakes for resends and the submission's ack deadline.
 
+The power plant's commitments (``home/<id>/commitment``) are answered and kept by
+:class:`~hems.trading.power_plant.PowerPlantResponder`; confirmed ones reach the plan through
+:meth:`MarketAgent.plan_terms` as bounds on net import.
+
 The home is ``trading`` while the link is up, the market's configuration is known and usable,
 and the manager acknowledged the last submission within ``ack_timeout_s``; otherwise
 ``retail_only``: the plan then has no trades except those already committed, and the MPC
@@ -29,7 +33,7 @@ from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from hems.clock import Clock, holding
-from hems.mpc.inputs import PlanInputs, Trades
+from hems.mpc.inputs import PlanInputs, PlanTerms
 from hems.mpc.planner import Planner
 from hems.observability.metrics import HomeMetrics
 from hems.protocol.codec import Message, ProtocolError, decode, encode
@@ -37,6 +41,7 @@ from hems.protocol.envelope import ReceptionStatus
 from hems.protocol.messages import (MAX_ENERGY_WH, Ack, Allocation, BidFormat, HomeStatus, MarketConfig,
                                     MeterReport, NegotiationSignal, OrderStatus, OrderSubmission)
 from hems.protocol.mqtt import IncomingMessage, MqttLink, WillMessage
+from hems.protocol.power_plant import Commitment, PowerPlantNotice
 from hems.protocol.topics import HomeTopic, Topics
 from hems.protocol.units import micro_to_price
 from hems.runtime.snapshot import SiteSnapshot
@@ -48,6 +53,7 @@ from hems.trading.commitments import Commitments, committed_trade
 from hems.trading.metering import SlotMeter
 from hems.trading.negotiation import NegotiationResponder
 from hems.trading.outbox import FINAL_STATUSES, OutboxSender
+from hems.trading.power_plant import PowerPlantResponder
 from hems.trading.reporting import MarketReporter
 from hems.trading.settings import TradingSettings
 
@@ -112,6 +118,11 @@ class MarketAgent:
             settings.home_id, clock, self.slot_s, self._negotiation_inputs, planning.run_with_planner,
             lambda payload: self.link.publish(self._topic(HomeTopic.NEGOTIATION), payload, qos=1,
                                               timeout_s=PUBLISH_TIMEOUT_S))
+        self.power_plant = PowerPlantResponder(
+            settings.home_id, settings.flexibility, self.slot_s, clock,
+            lambda payload: self.link.publish(self._topic(HomeTopic.COMMITMENT_ANSWER), payload, qos=1,
+                                              timeout_s=PUBLISH_TIMEOUT_S),
+            planning.request_replan, self.report)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -122,6 +133,8 @@ class MarketAgent:
         self.link.subscribe(self._topic(HomeTopic.ACK), self._on_ack)
         self.link.subscribe(self._topic(HomeTopic.ALLOCATION), self._on_allocation)
         self.link.subscribe(self.topics.market_signal(), self._on_signal)
+        self.link.subscribe(self._topic(HomeTopic.COMMITMENT), self._on_commitment)
+        self.link.subscribe(self.topics.vpp_request(), self._on_vpp_request)
         self.report.state(self.state)
         self.report.connected(False)
         try:
@@ -171,13 +184,15 @@ class MarketAgent:
             return "retail_only"
         return "trading"
 
-    def plan_terms(self, start: datetime, n_steps: int, step_s: int) -> tuple[Trades | None,
-                                                                             tuple[float, float] | None]:
-        """The committed trades of a horizon and the community's price band (currency per kWh)."""
+    def plan_terms(self, start: datetime, n_steps: int, step_s: int) -> PlanTerms:
+        """What the community adds to a horizon's plan: the committed trades, the community's price
+        band (currency per kWh) and the confirmed power-plant commitments as net-import bounds (W)."""
         config = self.market_config
         band = None if config is None else (micro_to_price(config.feed_in_price_micro),
                                             micro_to_price(config.retail_price_micro))
-        return self.commitments.trades(start, n_steps, step_s), band
+        self.power_plant.prune(self.clock.now_s())
+        cap_w, floor_w = self.power_plant.bounds(start, n_steps, step_s)
+        return PlanTerms(self.commitments.trades(start, n_steps, step_s), band, cap_w, floor_w)
 
     async def observe(self, snapshot: SiteSnapshot, now_s: float) -> None:
         """A telemetry snapshot: each slot that ended becomes a meter report in the outbox."""
@@ -204,6 +219,7 @@ class MarketAgent:
             "awaiting_ack": self._awaiting_ack is not None, "committed_slots": len(self.commitments),
             "meter_reports": self.meter_reports, "outbox_pending": self.outbox.pending_count,
             "outbox_sent": self.outbox.sent, "outbox_resent": self.outbox.resent,
+            "power_plant": self.power_plant.describe(),
         }
 
     # -- bidding ------------------------------------------------------------------------------
@@ -246,8 +262,7 @@ class MarketAgent:
             self.report.once("horizon", logging.WARNING, "market: the plan's horizon does not reach the slots open "
                              "for bids; no bids until it does")
             return False
-        trades, band = self.plan_terms(inputs.start, len(inputs.load_w), self.slot_s)
-        inputs = with_market_terms(inputs, trades, band)
+        inputs = with_market_terms(inputs, self.plan_terms(inputs.start, len(inputs.load_w), self.slot_s))
         grid = price_grid_micro(config, self.settings.bid_points)
         curves = await self.planning.run_with_planner(
             functools.partial(compute_curves, inputs=inputs, indices=indices, grid_micro=grid))
@@ -402,13 +417,22 @@ class MarketAgent:
         if decoded is not None:
             await self.negotiation.on_signal(decoded.payload)
 
+    async def _on_commitment(self, message: IncomingMessage) -> None:
+        decoded = self._decode(message, Commitment)  # an invalid one is logged, counted and never acted on
+        if decoded is not None:
+            await self.power_plant.on_commitment(decoded)
+
+    async def _on_vpp_request(self, message: IncomingMessage) -> None:
+        decoded = self._decode(message, PowerPlantNotice)
+        if decoded is not None:
+            self.power_plant.on_notice(decoded)
+
     def _negotiation_inputs(self) -> PlanInputs | None:
         """The plan in force's inputs with the committed trades: what a negotiation round re-plans."""
         inputs = self.planning.last_inputs
         if inputs is None:
             return None
-        trades, band = self.plan_terms(inputs.start, len(inputs.load_w), self.slot_s)
-        return with_market_terms(inputs, trades, band)
+        return with_market_terms(inputs, self.plan_terms(inputs.start, len(inputs.load_w), self.slot_s))
 
     def _decode(self, message: IncomingMessage, kind: Any) -> Message[Any] | None:
         try:

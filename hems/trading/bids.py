@@ -8,7 +8,6 @@ and the wire curve carries the published integers themselves, so nothing is roun
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ import numpy as np
 from hems.community.mechanisms.base import Curve as BookCurve
 from hems.community.mechanisms.base import orders_from_curve
 from hems.mpc.bid_curve import BidCurve, bid_curves
-from hems.mpc.inputs import PlanInputs, Trades
+from hems.mpc.inputs import PlanInputs, PlanTerms
 from hems.mpc.planner import Planner
 from hems.protocol.messages import (MAX_ENERGY_WH, MAX_ORDERS_PER_SLOT, BidFormat, Curve, Donation, EnergyClass,
                                     MarketConfig, Order, OrderSubmission, Side, SlotBid)
@@ -143,10 +142,10 @@ def submission(home: str, sequence: int, curves: Sequence[BidCurve], grid_micro:
                                                      for curve in curves])
 
 
-def with_market_terms(inputs: PlanInputs, trades: Trades | None,
-                      band: tuple[float, float] | None) -> PlanInputs:
-    """``inputs`` with today's committed trades and price band (they may be newer than the plan)."""
-    return dataclasses.replace(inputs, trades=trades, community_price_band=band)
+def with_market_terms(inputs: PlanInputs, terms: PlanTerms) -> PlanInputs:
+    """``inputs`` with today's committed trades, price band and net-import bounds (they may be newer
+    than the plan)."""
+    return terms.applied_to(inputs)
 
 
 class SequenceCounter:

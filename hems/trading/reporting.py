@@ -35,6 +35,11 @@ class MarketReporter:
         if self.metrics is not None:
             self.metrics.market_rejection(status)
 
+    def commitment(self, event: str) -> None:
+        """A power-plant commitment proposed, accepted, declined, confirmed or cancelled."""
+        if self.metrics is not None:
+            self.metrics.vpp_commitment(event)
+
     def outbox_pending(self, count: int) -> None:
         """Messages the manager has not acknowledged yet."""
         if self.metrics is not None:

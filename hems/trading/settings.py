@@ -1,4 +1,4 @@
-"""What the market agent needs to know, resolved from ``[market]`` and ``[home]``.
+"""What the market agent needs to know, resolved from ``[market]``, ``[home]`` and ``[grid]``.
 
 The password is read from its file here, at start (in a worker thread: the event loop never
 waits for a file), so the configuration object itself never holds a secret.
@@ -14,6 +14,7 @@ from hems.protocol.messages import EnergyClass
 from hems.protocol.mqtt import BrokerSettings
 from hems.protocol.units import price_to_micro
 from hems.trading.bids import BidTerms, DonationTerms
+from hems.trading.power_plant import FlexibilityLimits
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class TradingSettings:
     resend_after_s: float = 60.0
     ack_timeout_s: float = 30.0
     terms: BidTerms = BidTerms()
+    flexibility: FlexibilityLimits = FlexibilityLimits()
 
 
 def client_id(home_id: str) -> str:
@@ -51,7 +53,15 @@ async def settings_from_config(config: HomeConfig) -> TradingSettings:
     return TradingSettings(
         home_id=config.home.id, community=market.community, broker=broker,
         submit_lead_s=market.submit_lead_s, bid_points=market.bid_points, bid_slots=market.bid_slots,
-        resend_after_s=market.resend_after_s, ack_timeout_s=market.ack_timeout_s, terms=bid_terms(config))
+        resend_after_s=market.resend_after_s, ack_timeout_s=market.ack_timeout_s, terms=bid_terms(config),
+        flexibility=flexibility_limits(config))
+
+
+def flexibility_limits(config: HomeConfig) -> FlexibilityLimits:
+    """``[market.flexibility]`` with the site's import and export limits (``[grid]``)."""
+    flexibility = config.market.flexibility
+    return FlexibilityLimits(opt_out=flexibility.opt_out, max_change_w=flexibility.max_change_w,
+                             import_limit_w=config.grid.import_limit_w, export_limit_w=config.grid.export_limit_w)
 
 
 def bid_terms(config: HomeConfig) -> BidTerms:

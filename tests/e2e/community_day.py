@@ -124,8 +124,7 @@ class SimulatedHome:
         """A plan from ``start_s`` with the trades committed so far (what the runtime does)."""
         inputs = self.inputs(start_s)
         assert self.agent is not None
-        trades, band = self.agent.plan_terms(inputs.start, HORIZON_STEPS, SLOT_S)
-        inputs = with_market_terms(inputs, trades, band)
+        inputs = with_market_terms(inputs, self.agent.plan_terms(inputs.start, HORIZON_STEPS, SLOT_S))
         self.last_inputs = inputs
         return await asyncio.to_thread(self.planner.plan, inputs)
 

@@ -100,7 +100,8 @@ async def test_a_withdrawn_market_configuration_means_retail_only(tmp_path, mosq
             assert await manager.link.publish(manager.topics.market_config(), b"", retain=True)  # market closed
             await wait_for(lambda: manager.statuses[-1] == HomeStatus(state="online", market="retail_only"))
             assert h.agent.market_config is None
-            trades, band = h.agent.plan_terms(utc(SLOT0_S), 4, STEP_S)
-            assert trades is None and band is None
+            terms = h.agent.plan_terms(utc(SLOT0_S), 4, STEP_S)
+            assert terms.trades is None and terms.community_price_band is None
+            assert terms.net_demand_cap_w is None and terms.net_demand_floor_w is None
     finally:
         await manager.stop()

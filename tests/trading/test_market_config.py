@@ -6,6 +6,7 @@ import pytest
 
 from hems.protocol.messages import EnergyClass
 from hems.trading.bids import BidTerms, DonationTerms
+from hems.trading.power_plant import FlexibilityLimits
 from hems.trading.settings import client_id, settings_from_config
 from tests.config.helpers import MINIMAL, load, problems, with_section
 
@@ -18,7 +19,8 @@ def test_off_by_default_and_the_mpc_ignores_trades():
         "enabled": False, "broker": "mqtt://127.0.0.1:1883", "community": None, "username": None,
         "password_file": None, "ca_file": None, "cert_file": None, "key_file": None, "submit_lead_s": 60.0,
         "bid_points": 11, "bid_slots": 1, "resend_after_s": 60.0, "ack_timeout_s": 30.0,
-        "energy_class": "local", "green_premium": 0.0, "green_partners": None, "donation": []}
+        "energy_class": "local", "green_premium": 0.0, "green_partners": None, "donation": [],
+        "flexibility": {"opt_out": False, "max_change_w": None}}
     assert not config.site.mpc.market_enabled
 
 
@@ -51,6 +53,14 @@ def test_enabling_the_market_lets_the_mpc_use_committed_trades():
     ('[[market.donation]]\nrecipients = ["a", "a"]\nenergy_wh = 500', "market.donation[0].recipients"),
     ('[[market.donation]]\nrecipients = ["a"]\nenergy_wh = 0', "market.donation[0].energy_wh = 0 is out of range"),
     ('[[market.donation]]\nrecipients = ["a"]', "market.donation[0].energy_wh: required key is missing"),
+    ("[market.flexibility]\nmax_change_w = -1",
+     "market.flexibility.max_change_w = -1 is out of range: allowed [0, 10000000]"),
+    ("[market.flexibility]\nmax_change_w = 2e7",
+     "market.flexibility.max_change_w = 20000000 is out of range: allowed [0, 10000000]"),
+    ("[market.flexibility]\nmax_change_w = nan", "market.flexibility.max_change_w = nan is out of range"),
+    ('[market.flexibility]\nopt_out = "yes"', 'market.flexibility.opt_out = "yes"'),
+    ("[market.flexibility]\nopt_out = 1", "market.flexibility.opt_out = 1"),
+    ("[market.flexibility]\nmax_change = 5", "market.flexibility.max_change: unknown key"),
 ])
 def test_bad_values_name_the_key(body, expected):
     lines = problems(with_section("market", body))
@@ -79,3 +89,12 @@ async def test_the_energy_terms_reach_the_bids_in_market_units(tmp_path):
                              (DonationTerms(("home-03",), 400, 50_000),))
     plain = (await settings_from_config(load(with_section("market", ENABLED)))).terms
     assert plain == BidTerms()  # local is the wire's default: nothing extra on a plain home's bids
+
+
+async def test_the_flexibility_keys_and_the_site_limits_reach_the_agent():
+    config = load(with_section("market", ENABLED + "[market.flexibility]\nopt_out = true\nmax_change_w = 1500\n"))
+    assert config.market.flexibility.opt_out and config.market.flexibility.max_change_w == 1500.0
+    limits = (await settings_from_config(config)).flexibility
+    assert limits == FlexibilityLimits(opt_out=True, max_change_w=1500.0, import_limit_w=17_000, export_limit_w=4_000)
+    default = (await settings_from_config(load(with_section("market", ENABLED)))).flexibility
+    assert default == FlexibilityLimits(opt_out=False, max_change_w=None, import_limit_w=17_000, export_limit_w=4_000)
