@@ -21,6 +21,9 @@ feed_in_price = 0.08
 
 [[member]]
 id = "home-01"
+
+[upstream]                                 # optional: trade the residual in an upstream market
+community = "feeder-7"                     # docs/community.md, "Nesting"
 ```
 Prices are read as decimals (the TOML text, not a binary float) and become integer µ¤/kWh.
 """
@@ -213,6 +216,25 @@ class FlexibilitySection(Section):
     baseline_min_days: int = Field(default=5, ge=1, le=60)
 
 
+#: The id of the upstream market's participant in our own clearings (docs/community.md, "Nesting"):
+#: no member may take it.
+UPSTREAM_PARTICIPANT = "upstream"
+
+
+class UpstreamSection(Section):
+    """``[upstream]``: the community is a member of an upstream market (a feeder or aggregator
+    manager) and trades its residual there (docs/community.md, "Nesting")."""
+
+    #: The upstream market's community id: its topic prefix ``hems/v1/<community>/``.
+    community: str = Field(pattern=IDENTIFIER.pattern)
+    #: Our member id in the upstream market; unset: our own community id.
+    member_id: str | None = Field(default=None, pattern=IDENTIFIER.pattern)
+    #: The upstream broker; unset: the broker of ``[broker]``, over a second connection.
+    broker: MqttBrokerConfig | None = None
+    #: The residual curve is submitted this long before the upstream gate closes.
+    submit_lead_s: int = Field(default=60, ge=1, le=3_600)
+
+
 class CommunityConfig(Section):
     """The whole file."""
 
@@ -225,6 +247,8 @@ class CommunityConfig(Section):
     flexibility: FlexibilitySection = FlexibilitySection()
     metrics: MetricsConfig = MetricsConfig(enabled=False)
     logging: LoggingConfig = LoggingConfig()
+    #: The upstream market the community trades its residual in; unset: the retailer only.
+    upstream: UpstreamSection | None = None
 
     @field_validator("member")
     @classmethod
@@ -233,8 +257,36 @@ class CommunityConfig(Section):
         for index, member in enumerate(members):
             if member.id in seen:
                 raise config_problem((f"{index}.id", invalid(member.id, "an id not used by another member")))
+            if member.id == UPSTREAM_PARTICIPANT:
+                raise config_problem((f"{index}.id", invalid(member.id, f"any id but {UPSTREAM_PARTICIPANT!r}, "
+                                                                        "which names the upstream market")))
             seen.add(member.id)
         return members
+
+    @model_validator(mode="after")
+    def _nesting_possible(self) -> CommunityConfig:
+        upstream = self.upstream
+        if upstream is None:
+            return self
+        if upstream.community == self.community.id:
+            raise config_problem(("upstream.community", invalid(upstream.community,
+                                                                "another community than [community] id")))
+        mechanism = self.market.mechanism
+        if input_kind(mechanism) is InputKind.POSITIONS or mechanism == "admm":
+            # No bids (or a negotiated outcome that ignores the book): no residual curve to submit and
+            # no book the upstream trade could be shared in.
+            raise config_problem(("upstream", f": nesting needs a mechanism that clears the homes' bids, "
+                                              f"not market.mechanism = {mechanism!r}"))
+        if self.grid is not None:
+            raise config_problem(("upstream", ": nesting together with a [grid] feeder review is not supported"))
+        return self
+
+    @property
+    def upstream_member_id(self) -> str | None:
+        """Our member id in the upstream market (None without ``[upstream]``)."""
+        if self.upstream is None:
+            return None
+        return self.upstream.member_id or self.community.id
 
     @model_validator(mode="after")
     def _feeder_homes_are_members(self) -> CommunityConfig:

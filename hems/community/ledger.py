@@ -84,6 +84,7 @@ class RecordKind(StrEnum):
     FLEXIBILITY_REQUEST = "flexibility_request"  # a request taken, with the flexibility it was split on
     FLEXIBILITY_DISPATCH = "flexibility_dispatch"  # the binding commitments after the homes' answers
     FLEXIBILITY_SETTLEMENT = "flexibility_settlement"  # delivery and money: per home, and a summary
+    UPSTREAM_ALLOCATION = "upstream_allocation"  # what the upstream market allocated to the community
 
 
 @dataclass(frozen=True)

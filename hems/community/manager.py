@@ -21,7 +21,7 @@ from uuid import UUID
 
 from hems.community.bids import clearing_input, crossing_reason, orders_of, preference_problem
 from hems.protocol.calendar import MarketCalendar
-from hems.community.config import CommunityConfig
+from hems.community.config import UPSTREAM_PARTICIPANT, CommunityConfig
 from hems.community.grid.feeder import FeederModel
 from hems.community.grid.limits import with_locational_fee
 from hems.community.ledger import RecordKind
@@ -46,6 +46,7 @@ from hems.community.settlement import (
     settle_slot,
 )
 from hems.community.state import CommunityState
+from hems.community.upstream.desk import UpstreamDesk
 from hems.protocol.codec import Message, ProtocolError, decode
 from hems.protocol.envelope import ReceptionStatus
 from hems.protocol.messages import (
@@ -105,6 +106,7 @@ class CommunityManager:
         self.power_plant = PowerPlantDesk(config, state, self.calendar, market.parameters)
         feeder = None if config.grid is None else FeederModel.from_section(config.grid, self.members)
         self.operator = OperatorInbox(self.topics, state, self.calendar, self.power_plant, feeder, self.members)
+        self.upstream = UpstreamDesk(config, state, self.calendar)  # docs/community.md, "Nesting"
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -142,7 +144,7 @@ class CommunityManager:
             gate_passed = True
         if gate_passed:  # the open slots changed: so did what the community can offer
             out += self.power_plant.offers(self._next_clearing_s, now_s)
-        return out + self._negotiation_start(now_s) + self._settle_due(now_s)
+        return out + self._negotiation_start(now_s) + self._settle_due(now_s) + self.upstream.tick(now_s)
 
     def _settle_due(self, now_s: float) -> list[Outgoing]:
         """Settle, in order, every slot past its meter deadline or fully reported after its end."""
@@ -162,7 +164,7 @@ class CommunityManager:
         duration = self.calendar.slot_duration_s
         settle_at = self._next_settlement_s + duration + self.config.market.meter_deadline_s
         gate_at = self.calendar.gate_closure_s(self._next_clearing_s)
-        events = [settle_at, gate_at]
+        events = [settle_at, gate_at] + [at for at in [self.upstream.next_event_s(now_s)] if at is not None]
         if (answer_by := self.power_plant.next_event_s()) is not None:
             events.append(answer_by)
         driver = self.negotiation
@@ -180,6 +182,8 @@ class CommunityManager:
         """One message from a home: validate, apply, and ack (always, with a reason)."""
         if topic.startswith(f"{self.topics.prefix}/grid/"):
             return self.operator.handle(topic, raw, now_s)
+        if self.upstream.owns(topic):
+            return self.upstream.handle(topic, raw, now_s)
         address = self.topics.parse_home(topic)
         if address is None or address.leaf not in HOME_INPUTS:
             return []  # our own acks and allocations, home status: nothing to take
@@ -352,7 +356,7 @@ class CommunityManager:
         if review is not None:  # the operator's locational fee is paid on home-to-home trades
             parameters = with_locational_fee(parameters, review.limits_for(slot_start_s))
         duration = self.calendar.slot_duration_s
-        book = [(bid.home, bid.sequence, bid.bid) for bid in stored]
+        book = [(bid.home, bid.sequence, bid.bid) for bid in stored] + self.upstream.book_entries(slot_start_s)
         market = clearing_input(self.input_kind, parameters, book, positions or {},
                                 slot_start_s=slot_start_s, duration_s=duration)
         negotiated = self.negotiation.outcome(slot_start_s) if self.negotiation is not None else None
@@ -373,7 +377,7 @@ class CommunityManager:
             logger.error("slot %s: %s does not balance by %d n¤; not booked", slot_start_s,
                          self.mechanism.name, result.balance_error_nano())
             return []
-        participants = {home for home, _, _ in book} | set(positions or {})
+        participants = {home for home, _, _ in book if home != UPSTREAM_PARTICIPANT} | set(positions or {})
         body = result_to_body(result, slot_start_s=slot_start_s, duration_s=duration,
                               config_version=self.config_version, price_rule_k=parameters.k, seed=seed,
                               book_hash=book_hash({"home": h, "sequence": s, "bid": b} for h, s, b in book),
@@ -388,7 +392,7 @@ class CommunityManager:
                            sequences: dict[str, int], now_s: float) -> list[Outgoing]:
         out = []
         duration = self.calendar.slot_duration_s
-        for allocation in result.allocations:
+        for allocation in (item for item in result.allocations if item.home != UPSTREAM_PARTICIPANT):
             message = allocation_message(_with_sequence(allocation, sequences.get(allocation.home)),
                                          slot_start_s=slot_start_s, duration_s=duration, mechanism=result.mechanism)
             out.append(Outgoing(self.topics.home(allocation.home, HomeTopic.ALLOCATION),
@@ -408,8 +412,8 @@ class CommunityManager:
         # Every member gets a line per slot; one without a reading is settled provisionally.
         settlement = settle_slot(slot_start_s, clearing,
                                  {home: MeteredEnergy(home, imported, exported)
-                                  for home, (imported, exported) in meters.items()},
-                                 sorted(self.members), self.prices)
+                                  for home, (imported, exported) in meters.items()}
+                                 | self.upstream.settlement_meters(clearing), sorted(self.members), self.prices)
         if settlement.balance_error_nano() != 0:
             logger.error("slot %s: settlement does not balance by %d n¤", slot_start_s,
                          settlement.balance_error_nano())

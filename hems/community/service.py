@@ -18,6 +18,7 @@ from hems.clock import Clock, SystemClock
 from hems.community.config import CommunityConfig
 from hems.community.manager import HOME_INPUTS, CommunityManager, Outgoing
 from hems.community.state import CommunityState
+from hems.community.upstream.link import UpstreamLink
 from hems.protocol.mqtt import BrokerSettings, IncomingMessage, MqttLink
 from hems.protocol.topics import GridTopic, Topics
 
@@ -44,6 +45,9 @@ class CommunityService:
         self.clock = clock
         self.topics = Topics(config.community.id)
         self.link = link or MqttLink(broker_settings(config), on_connection_change=self._connection_changed)
+        #: The seat in the upstream market (docs/community.md, "Nesting"): a second connection.
+        self.upstream = UpstreamLink(config) if config.upstream is not None else None
+        self._reschedule = asyncio.Event()  # an upstream message may bring the next event forward
         self.manager: CommunityManager | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="community")
         self._state: CommunityState | None = None
@@ -61,6 +65,9 @@ class CommunityService:
         for grid_leaf in (GridTopic.LIMITS, GridTopic.REQUEST):
             self.link.subscribe(self.topics.grid(grid_leaf), self._on_message)
         await self.link.start()
+        if self.upstream is not None:
+            self.upstream.subscribe(self._on_upstream_message)
+            await self.upstream.start()
         await self._deliver(await self._in_worker(self.manager.start, self.clock.now_s()))
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -69,6 +76,7 @@ class CommunityService:
         stopping = asyncio.ensure_future(stop.wait())
         try:
             while not stop.is_set():
+                self._reschedule.clear()
                 now_s = self.clock.now_s()
                 try:
                     await self._deliver(await self._in_worker(self.manager.tick, now_s))
@@ -76,11 +84,18 @@ class CommunityService:
                 except Exception:  # e.g. the disk is full: keep the service up, try again shortly
                     logger.exception("community manager tick failed; retrying in %s s", RETRY_AFTER_S)
                     next_s = now_s + RETRY_AFTER_S
-                sleeping = asyncio.ensure_future(self.clock.sleep(max(next_s - self.clock.now_s(), 0.0)))
-                await asyncio.wait({sleeping, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                sleeping = asyncio.ensure_future(self._sleep_until(next_s))
+                waking = asyncio.ensure_future(self._reschedule.wait())
+                await asyncio.wait({sleeping, stopping, waking}, return_when=asyncio.FIRST_COMPLETED)
                 sleeping.cancel()
+                waking.cancel()
         finally:
             stopping.cancel()
+
+    async def _sleep_until(self, instant_s: float) -> None:
+        # The delay is taken when the task starts, not when it is created: a simulated clock moved in
+        # between would otherwise push the wake-up past the event (a missed gate).
+        await self.clock.sleep(max(instant_s - self.clock.now_s(), 0.0))
 
     async def catch_up(self) -> None:
         """Do what is due at the clock's present instant now (clear, settle, start or close a
@@ -94,6 +109,8 @@ class CommunityService:
     async def stop(self) -> None:
         """Disconnect and close the books."""
         await self.link.stop()
+        if self.upstream is not None:
+            await self.upstream.stop()
         if self._state is not None:
             await self._in_worker(self._state.close)
             self._state = None
@@ -109,9 +126,16 @@ class CommunityService:
         out = await self._in_worker(self.manager.handle, message.topic, message.payload, self.clock.now_s())
         await self._deliver(out)
 
+    async def _on_upstream_message(self, message: IncomingMessage) -> None:
+        await self._on_message(message)
+        self._reschedule.set()  # e.g. the upstream's config: submissions and reports are now due
+
     async def _deliver(self, messages: list[Outgoing]) -> None:
         """Publish in order; what the broker did not take waits for the reconnect."""
         assert self._delivering is not None
+        if self.upstream is not None:
+            await self.upstream.deliver([item for item in messages if self.upstream.owns(item.topic)])
+            messages = [item for item in messages if not self.upstream.owns(item.topic)]
         self._unsent.extend(messages)
         async with self._delivering:  # one publisher at a time, or two could send the same head
             while self._unsent:
