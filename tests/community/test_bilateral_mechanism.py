@@ -6,12 +6,12 @@ curve and says so; the manager hands it [market.bilateral] and the members' zone
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from hems.community.config import parse_community_config
 from hems.community.mechanisms.base import ClearingInput, Curve, MarketParameters
-from hems.community.mechanisms.bid_curve import BidCurveEquilibrium
+from hems.community.mechanisms.bid_curve import BidCurveEquilibrium, curve_value_wh
 from hems.community.mechanisms.bilateral import BilateralSettings, BilateralTrading
 from hems.community.mechanisms.registry import create_mechanism
 
@@ -43,6 +43,7 @@ def check_books(result, slot: ClearingInput) -> None:
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 10_000), homes=st.integers(2, 14))
+@example(seed=1461, homes=2)  # nearly inelastic curves: 0.46 Wh of residual is 440 µ¤/kWh of price
 def test_without_preferences_every_pair_reaches_the_bid_curve_equilibrium(seed, homes):
     slot = market(np.random.default_rng(seed), homes, seed=seed)
     result = BilateralTrading(BilateralSettings(zone_cost_micro=0, partners_per_home=3)).clear(slot)
@@ -53,7 +54,11 @@ def test_without_preferences_every_pair_reaches_the_bid_curve_equilibrium(seed, 
     for allocation in result.allocations:
         assert abs(allocation.net_import_wh - positions[allocation.home]) <= 2, (allocation, positions)
     for price in result.trade_prices_micro:  # one price, as in a uniform market
-        assert abs(price - reference.price_micro) <= 0.002 * reference.price_micro + 2
+        # Close to the reference price, or, where the curves are nearly flat in price and a Wh of
+        # residual moves the price a lot, a price at which the market still clears within 2 Wh.
+        aggregate_wh = sum(curve_value_wh(curve, price) for curve in slot.curves)
+        assert abs(price - reference.price_micro) <= 0.002 * reference.price_micro + 2 or abs(aggregate_wh) <= 2, \
+            (price, reference.price_micro, float(aggregate_wh))
 
 
 def test_zone_costs_keep_trades_at_home_and_price_pairs_apart():
