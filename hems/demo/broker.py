@@ -1,7 +1,9 @@
 """An MQTT 3.1.1 broker inside the current event loop (amqtt), for the demo's community on one machine.
 
-The demo needs a broker but must not depend on a system mosquitto, so it runs amqtt in the caller's
-event loop. Choices, each taken from amqtt 0.12's source (``amqtt/contexts.py``, ``amqtt/broker.py``):
+The demo needs a broker but must run where no mosquitto is installed, so without one it runs amqtt in
+the caller's event loop (``hems demo --broker embedded``, or ``auto`` without mosquitto; with mosquitto
+installed ``auto`` starts it as a child process instead, :mod:`hems.demo.mosquitto`). Choices, each
+taken from amqtt 0.12's source (``amqtt/contexts.py``, ``amqtt/broker.py``):
 
 - We own the listening socket and hand every accepted connection to ``Broker.external_connected`` (an
   ``external`` listener). asyncio binds port 0 for us, so the port is known and race-free, and ``stop``

@@ -30,6 +30,7 @@ from hems.demo.broker import EmbeddedBroker
 from hems.demo.baselines import build_plant
 from hems.demo.home_site import home_config, seed_history, start_emulator
 from hems.demo.model import DemoHome, HomeOutcome, HomeProfiles, RunOutcome, Scenario, SlotEnergy
+from hems.demo.mosquitto import MOSQUITTO, MosquittoProcess
 from hems.demo.settings import DemoSettings
 from hems.demo.sites import FEED_IN_PRICE_PER_KWH, RETAIL_PRICE_PER_KWH
 from hems.runtime.home import HomeRuntime
@@ -65,7 +66,7 @@ class MarketMoment:
     """A simulated instant at which the conductor checks the market's messages."""
 
     at_s: float
-    kind: str  # "negotiated" (admm), "bids", "allocations" or "settled"
+    kind: str  # "negotiated" (admm), "bids", "allocations", "meters" or "settled"
     slot_start_s: int
 
 
@@ -92,8 +93,12 @@ tie_break_seed = {settings.seed}
 """, "<demo community>")
 
 
-def market_moments(settings: DemoSettings) -> list[MarketMoment]:
-    """When the bids, the allocations and the settlement of each slot must have arrived."""
+def market_moments(settings: DemoSettings, meter_deadline_s: int) -> list[MarketMoment]:
+    """When the bids, the allocations, the meter readings and the settlement of each slot must have
+    arrived. The readings are awaited just before the manager's deadline (``meter_deadline_s`` after
+    the slot): past it, the manager settles a slot provisionally, from the allocations. They leave
+    with each home's first poll after the slot, but nothing else holds simulated time before the
+    deadline of the run's last slot, and with hundreds of homes their delivery takes real seconds."""
     runtime = settings.runtime
     moments = []
     for slot_start_s in settings.slot_starts_s:
@@ -102,9 +107,9 @@ def market_moments(settings: DemoSettings) -> list[MarketMoment]:
             moments.append(MarketMoment(gate_s - NegotiationSection().lead_s + AFTER_S, "negotiated", slot_start_s))
         moments.append(MarketMoment(gate_s - runtime.submit_lead_s + AFTER_S, "bids", slot_start_s))
         moments.append(MarketMoment(gate_s + AFTER_S, "allocations", slot_start_s))
-        # The reports leave with the first poll after the slot; the manager settles on the last.
-        settled_s = slot_start_s + runtime.slot_s + 2 * runtime.telemetry_period_s + AFTER_S
-        moments.append(MarketMoment(settled_s, "settled", slot_start_s))
+        deadline_s = slot_start_s + runtime.slot_s + meter_deadline_s
+        moments.append(MarketMoment(deadline_s - AFTER_S, "meters", slot_start_s))
+        moments.append(MarketMoment(deadline_s + AFTER_S, "settled", slot_start_s))
     return sorted(moments, key=lambda moment: moment.at_s)
 
 
@@ -145,7 +150,8 @@ class Conductor:
     async def run(self) -> None:
         """Walk the simulated period; return after its last slot has been read (and settled)."""
         boundaries = [*self.settings.slot_starts_s, self.settings.start_s + self.settings.duration_s]
-        moments = market_moments(self.settings) if self.service is not None else []
+        moments = ([] if self.service is None
+                   else market_moments(self.settings, self.service.config.market.meter_deadline_s))
         events = sorted([(float(at_s), 0, None) for at_s in boundaries]
                         + [(moment.at_s, 1, moment) for moment in moments], key=lambda event: event[:2])
         for at_s, _, moment in events:
@@ -211,6 +217,13 @@ class Conductor:
                 return sum(home.runtime.market.commitments.get(slot_s) is None
                            for home in self.homes if home.home.home_id in bidders and home.runtime.market)
             await until(allocations_missing, MESSAGE_TIMEOUT_S, f"allocations for {_hhmm(slot_s)} at the homes")
+        elif moment.kind == "meters":
+            reporters = {home.home.home_id for home in self.homes
+                         if home.runtime.market is not None and home.runtime.market.link.connected}
+
+            def readings_missing() -> int:
+                return len(reporters - state.meters_for_slot(slot_s).keys())
+            await until(readings_missing, MESSAGE_TIMEOUT_S, f"meter readings for {_hhmm(slot_s)} at the manager")
         else:
             members = sum(1 for home in self.homes if home.runtime.market)
 
@@ -240,12 +253,22 @@ def _hhmm(instant_s: float) -> str:
 
 
 @contextlib.asynccontextmanager
-async def broker_for(settings: DemoSettings, trading: bool) -> AsyncIterator[str | None]:
-    """The broker URL of this run: the one given, an embedded one, or none without a market."""
+async def broker_for(settings: DemoSettings, trading: bool, directory: Path,
+                     log_path: Path | None = None) -> AsyncIterator[str | None]:
+    """The broker URL of this run: none without a market; the one given; or a broker of this run's
+    own, embedded or a mosquitto child (its configuration under ``directory``, its log at ``log_path``)."""
     if not trading:
         yield None
     elif settings.broker_url is not None:
         yield settings.broker_url
+    elif settings.broker == MOSQUITTO:
+        mosquitto = MosquittoProcess(directory, log_path=log_path)
+        await asyncio.to_thread(mosquitto.start)
+        logger.info("demo: mosquitto (PID %s) on %s", mosquitto.pid, mosquitto.url)
+        try:
+            yield mosquitto.url
+        finally:
+            await asyncio.to_thread(mosquitto.stop)
     else:
         broker = EmbeddedBroker()
         await broker.start()
@@ -257,8 +280,9 @@ async def broker_for(settings: DemoSettings, trading: bool) -> AsyncIterator[str
 
 async def run_community(settings: DemoSettings, homes: Sequence[DemoHome], profiles: dict[str, HomeProfiles],
                         scenario: Scenario, work_directory: Path, *, community_id: str = "demo",
-                        progress: Progress | None = None) -> RunOutcome:
-    """Run the community for the settings' period under ``scenario`` (MPC or MPC_TRADING)."""
+                        progress: Progress | None = None, broker_log: Path | None = None) -> RunOutcome:
+    """Run the community for the settings' period under ``scenario`` (MPC or MPC_TRADING); a mosquitto
+    of the run's own logs to ``broker_log`` (default: under ``work_directory``)."""
     if scenario not in (Scenario.MPC, Scenario.MPC_TRADING):
         raise ValueError(f"run_community runs the hems runtime; {scenario.value} is an offline baseline")
     trading = scenario is Scenario.MPC_TRADING
@@ -270,7 +294,7 @@ async def run_community(settings: DemoSettings, homes: Sequence[DemoHome], profi
     stop_manager = asyncio.Event()
     manager_task: asyncio.Task[None] | None = None
     manager_stats = None
-    async with broker_for(settings, trading) as broker_url:
+    async with broker_for(settings, trading, work_directory / "broker", broker_log) as broker_url:
         with clock.participant():
             try:
                 if broker_url is not None:
@@ -282,10 +306,10 @@ async def run_community(settings: DemoSettings, homes: Sequence[DemoHome], profi
                 for home in homes:
                     runs.append(await _start_home(settings, home, profiles[home.home_id], clock,
                                                   work_directory / home.home_id, market))
-                if service is not None:
-                    await until(lambda: sum(run.runtime.market is None or run.runtime.market.market_config is None
-                                            for run in runs), MESSAGE_TIMEOUT_S,
-                                "the market configuration at every home")
+                if service is not None and not await until(
+                        lambda: sum(run.runtime.market is None or run.runtime.market.market_config is None
+                                    for run in runs), MESSAGE_TIMEOUT_S, "the market configuration at every home"):
+                    _report_unconnected(runs)
                 conductor = Conductor(settings, clock, runs, service, progress)
                 await conductor.run()
             finally:
@@ -336,6 +360,26 @@ async def _stop_homes(runs: list[DemoHomeRun]) -> None:
     for run, result in zip(runs, results):
         if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
             logger.error("demo: the daemon of %s failed: %r", run.home.home_id, result)
+
+
+#: ``select()``'s limit (FD_SETSIZE): it cannot watch a file descriptor this high or higher.
+SELECT_FD_LIMIT = 1024
+
+
+def _report_unconnected(runs: list[DemoHomeRun]) -> None:
+    """Say which homes have no connection to the broker, and the likely reason at a few hundred homes:
+    paho's network thread waits in ``select()``, and every home's store and Modbus sockets share this
+    process's descriptors (about nine per home), so links opened after the 1,024th never connect."""
+    unconnected = [run.home.home_id for run in runs if run.runtime.market is not None
+                   and not run.runtime.market.link.connected]
+    if not unconnected:
+        return
+    fd_directory = Path("/proc/self/fd")
+    open_fds = len(list(fd_directory.iterdir())) if fd_directory.is_dir() else None
+    why = (f"; this process has {open_fds} open file descriptors and paho's select() cannot watch one above "
+           f"{SELECT_FD_LIMIT - 1}" if open_fds is not None and open_fds >= SELECT_FD_LIMIT else "")
+    logger.error("demo: %d of %d homes are not connected to the broker (first: %s); they run retail only%s",
+                 len(unconnected), len(runs), ", ".join(unconnected[:3]), why)
 
 
 def _solve_times_ms(state_directory: Path) -> list[float]:

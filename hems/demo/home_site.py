@@ -99,20 +99,33 @@ def home_config(home: DemoHome, port: int, state_directory: Path, settings: Runt
 
 def seed_history(state_directory: Path, profiles: HomeProfiles, until_s: int, bucket_s: int) -> int:
     """Write the home's past (household + EV + heat-pump load and PV, per profile step) into its
-    store, as weeks of running would have: the runtime's forecaster learns from it at start.
+    store, as weeks of running would have taught its forecaster: the runtime learns from it at start.
 
-    Returns the number of readings written."""
+    A running daemon learns once per slot (``PlanningService.observe_slot``): the load at the slot's
+    start, PV at its midpoint. At start it restores a stored load bucket at the bucket's start and a
+    PV bucket at its midpoint (``HomeRuntime._restore_history``). So each profile step (a slot) gets
+    one load reading, in the bucket that starts the step, and one PV reading, in the bucket centred on
+    the step's midpoint: the forecaster starts with exactly the observations it would have made live.
+    Writing every bucket of a step instead gives it each past slot ``step / bucket`` times, weighs the
+    seeded days that much above what it learns during the run, and multiplies its work per plan
+    (the load forecast walks the whole history each time; bench/RESULTS.md, session 7).
+
+    The step must be an odd multiple of ``bucket_s`` (a bucket centred on the midpoint). Returns the
+    number of readings written.
+    """
+    step_s = profiles.step_s
+    if step_s % bucket_s or (step_s // bucket_s) % 2 == 0:
+        raise ValueError(f"the profile step ({step_s} s) must be an odd multiple of the store bucket "
+                         f"({bucket_s} s): a bucket centred on the step's midpoint")
     samples: list[tuple[str, str, float, float]] = []
     load_w = profiles.household_w + profiles.ev_w + profiles.heat_pump_w
-    per_step = max(1, int(profiles.step_s // bucket_s))
     for index in range(len(load_w)):
-        step_start_s = profiles.start_s + index * profiles.step_s
-        if step_start_s >= until_s:
+        step_start_s = profiles.start_s + index * step_s
+        if step_start_s + step_s > until_s:  # only slots that ended before the daemon starts
             break
-        for part in range(per_step):  # one sample per store bucket, so each bucket has its mean
-            at_s = step_start_s + part * bucket_s + bucket_s / 2
-            samples.append((SITE, HOUSE_LOAD_W, float(load_w[index]), at_s))
-            samples.append((SITE, Quantity.PV_POWER_W.value, float(profiles.pv_available_w[index]), at_s))
+        samples.append((SITE, HOUSE_LOAD_W, float(load_w[index]), step_start_s + bucket_s / 2))
+        samples.append((SITE, Quantity.PV_POWER_W.value, float(profiles.pv_available_w[index]),
+                        step_start_s + step_s / 2))
     # The store prunes by its clock: give it the simulated present, not the machine's.
     with Store.in_directory(state_directory, bucket_s=bucket_s, clock=lambda: float(until_s)) as store:
         return store.add_readings(samples)

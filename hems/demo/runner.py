@@ -26,6 +26,7 @@ from typing import Any, TextIO
 
 from hems.community.mechanisms.registry import mechanism_names
 from hems.demo.model import DemoHome, HomeProfiles, RunOutcome, Scenario
+from hems.demo.mosquitto import EMBEDDED, MOSQUITTO
 from hems.demo.progress import ProgressBoard
 from hems.demo.settings import DemoSettings
 
@@ -81,7 +82,8 @@ def run_job(job: RunJob, progress_queue: Any | None) -> RunOutcome:
     # Runs that share a real broker must not share topics.
     community_id = f"demo-{job.label}-{os.getpid()}" if job.settings.broker_url else "demo"
     return asyncio.run(run_community(job.settings, homes, profiles, job.scenario, job.work_directory,
-                                     community_id=community_id, progress=report))
+                                     community_id=community_id, progress=report,
+                                     broker_log=job.log_file.with_name(f"{job.label}-mosquitto.log")))
 
 
 def configure_logging(job: RunJob) -> None:
@@ -183,7 +185,8 @@ def describe_settings(settings: DemoSettings) -> str:
     """One paragraph for the report: what was simulated, and how."""
     runtime = settings.runtime
     start = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(settings.start_s))
-    where = "an embedded amqtt broker per run" if settings.broker_url is None else f"the broker {settings.broker_url}"
+    where = {EMBEDDED: "an embedded amqtt broker per run",
+             MOSQUITTO: "a mosquitto child process per run"}.get(settings.broker, f"the broker {settings.broker}")
     return (f"{settings.homes} homes, {settings.hours:g} h from {start}; market `{settings.mechanism}` with "
             f"{runtime.slot_s // 60}-minute slots, gate closure {settings.gate_closure_lead_s} s ahead, "
             f"{settings.price_grid_points} price points; each home's daemon polls every "

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from hems.demo.mosquitto import EMBEDDED, MOSQUITTO
 from hems.demo.sites import TIMEZONE
 
 #: Local midnight of a Friday in June: long days, PV to share, a working day's load.
@@ -45,13 +46,20 @@ class DemoSettings:
     mechanism: str = "bid_curve"
     start_s: int = DEFAULT_START_S
     seed: int = 1
-    #: A real broker (``mqtt://host:port``); None: an embedded one in each run's process.
-    broker_url: str | None = None
+    #: The trading runs' MQTT broker: ``"embedded"`` (amqtt in each run's process), ``"mosquitto"``
+    #: (a mosquitto child process per run, :mod:`hems.demo.mosquitto`) or the URL of a running broker
+    #: (``mqtt://host:port``), which all runs share. ``hems demo`` resolves its ``auto`` before.
+    broker: str = EMBEDDED
     gate_closure_lead_s: int = 300
     price_grid_points: int = 11
     #: Days of past readings each home starts with, so its forecaster has learnt the household.
     history_days: int = 14
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
+
+    @property
+    def broker_url(self) -> str | None:
+        """The running broker named by :attr:`broker`; None for one the demo starts itself."""
+        return None if self.broker in (EMBEDDED, MOSQUITTO) else self.broker
 
     @property
     def slots(self) -> int:
