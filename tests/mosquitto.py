@@ -12,7 +12,6 @@ Pitfalls this helper avoids (docs in /work/shared/notes/libraries.md, "Brokers f
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import time
@@ -20,28 +19,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from hems.demo.mosquitto import free_tcp_port, mosquitto_binary
+
 #: How often to retry with a new port when the one we picked was taken between probing and binding.
 PORT_ATTEMPTS = 3
 
 
 class MosquittoError(RuntimeError):
     """The broker could not be started; the message carries its log."""
-
-
-def mosquitto_binary() -> str | None:
-    """Path of the mosquitto executable (PATH, then /usr/sbin where Debian puts it), or None."""
-    found = shutil.which("mosquitto")
-    if found is not None:
-        return found
-    fallback = Path("/usr/sbin/mosquitto")
-    return str(fallback) if fallback.is_file() and os.access(fallback, os.X_OK) else None
-
-
-def free_tcp_port(host: str = "127.0.0.1") -> int:
-    """A port that was free a moment ago (the kernel picks it; the caller must cope with a race)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass(frozen=True)

@@ -447,8 +447,7 @@ class CommunityManager:
         return result_from_bodies(stored.clearing, allocations)
 
     def _settled(self, slot_start_s: int) -> bool:
-        stored = self.state.slot(slot_start_s)
-        return stored is not None and stored.state == "SETTLED"
+        return self.state.is_settled(slot_start_s)
 
     def _all_reported(self, slot_start_s: int) -> bool:
         return self.members <= set(self.state.meters_for_slot(slot_start_s))

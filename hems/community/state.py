@@ -259,6 +259,11 @@ class CommunityState:
         with self._lock, self._guard():
             return self._slot_row(slot_start_s)
 
+    def is_settled(self, slot_start_s: int) -> bool:
+        """True once the slot is SETTLED."""
+        stored = self.slot(slot_start_s)
+        return stored is not None and stored.state == "SETTLED"
+
     def record_config(self, config_body: Mapping[str, Any], at_s: float) -> None:
         """Append a CONFIG record (the published market config) to the ledger."""
         with self.transaction():

@@ -63,7 +63,7 @@ def choose_broker(choice: str, installed: bool | None = None) -> str:
     return MOSQUITTO if installed else EMBEDDED
 
 
-def free_tcp_port(host: str) -> int:
+def free_tcp_port(host: str = "127.0.0.1") -> int:
     """A port that was free a moment ago (the caller copes with losing it to someone else)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((host, 0))

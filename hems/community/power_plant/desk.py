@@ -55,7 +55,13 @@ from hems.community.power_plant.request import (
 from hems.community.state import CommunityState
 from hems.protocol.calendar import MarketCalendar
 from hems.protocol.codec import Message
-from hems.protocol.power_plant import CommitmentAnswer, CommitmentState, FlexibilityCall, FlexibilityResponse
+from hems.protocol.power_plant import (
+    CommitmentAnswer,
+    CommitmentState,
+    FlexibilityCall,
+    FlexibilityResponse,
+    RequestState,
+)
 from hems.protocol.topics import GridTopic, HomeTopic, Topics
 
 logger = logging.getLogger(__name__)
@@ -143,14 +149,15 @@ class PowerPlantDesk:
             self.counters["refused"] += 1
             return [self._response(notices.refused(call.request_id, "no home offers flexibility for these slots "
                                                    "at this price"), message.message_id, now_s)]
-        active = ActiveRequest(request, message.message_id, duration, tuple(flexibilities), reference, dispatch)
+        active = ActiveRequest(request, message.message_id, duration, tuple(flexibilities), reference, dispatch,
+                               delta_w=tuple(slot.delta_w for slot in call.slots))
         self.state.ledger.append(RecordKind.FLEXIBILITY_REQUEST, request_body(active, self.opted_out),
                                  slot_start_s=request.slot_starts_s[0], home=None, at_s=now_s)
         self.active[request.request_id] = active
         logger.info("flexibility request %s: %d Wh asked, %d Wh proposed to %d homes", request.request_id,
                     sum(abs(value) for value in request.delta_wh),
                     sum(abs(slot.committed_wh) for slot in dispatch.slots), len(homes_of(dispatch)))
-        notice = outgoing(self.topics.vpp_request(), notices.notice(call, active), now_s)
+        notice = outgoing(self.topics.vpp_request(), notices.notice(active, RequestState.DISPATCHED), now_s)
         return [notice] + self._propose(active, dispatch, now_s)
 
     def _request_problem(self, call: FlexibilityCall, now_s: float) -> str:
@@ -300,7 +307,7 @@ class PowerPlantDesk:
         """Settle every confirmed request whose slots are all settled."""
         out: list[Outgoing] = []
         for active in list(self.active.values()):
-            if active.confirmed and all(self._market_settled(slot) for slot in active.request.slot_starts_s):
+            if active.confirmed and all(self.state.is_settled(slot) for slot in active.request.slot_starts_s):
                 out += self._settle(active, now_s)
         return out
 
@@ -328,7 +335,7 @@ class PowerPlantDesk:
                     request.request_id, sum(abs(slot.delivered_wh) for slot in delivery.slots),
                     sum(abs(value) for value in request.delta_wh), settlement.revenue_nano, settlement.penalty_nano)
         return [self._response(notices.settled(active, delivery, settlement), active.message_id, now_s),
-                outgoing(self.topics.vpp_request(), notices.closing_notice(active), now_s)]
+                outgoing(self.topics.vpp_request(), notices.notice(active, RequestState.SETTLED), now_s)]
 
     def _baselines(self, active: ActiveRequest, slot_start_s: int) -> tuple[dict[str, int], dict[str, str]]:
         return baselines_wh(self.state, slot_start_s, active.declared_baselines(slot_start_s),
@@ -354,10 +361,6 @@ class PowerPlantDesk:
         return [outgoing(self.topics.grid(GridTopic.OFFERS), message, now_s, retain=True)]
 
     # -- helpers ------------------------------------------------------------------------------
-
-    def _market_settled(self, slot_start_s: int) -> bool:
-        stored = self.state.slot(slot_start_s)
-        return stored is not None and stored.state == "SETTLED"
 
     def _commitment(self, active: ActiveRequest, home: str, share: HomeShare, now_s: float) -> Outgoing:
         message = notices.commitment(active, home, share)

@@ -15,7 +15,6 @@ from hems.protocol.power_plant import (
     MAX_OFFERS,
     Commitment,
     CommittedSlot,
-    FlexibilityCall,
     FlexibilityOffers,
     FlexibilityResponse,
     OfferDirection,
@@ -31,19 +30,12 @@ def refused(request_id: str, reason: str) -> FlexibilityResponse:
     return FlexibilityResponse(request_id=request_id, state=RequestState.REFUSED, reason=reason[:200])
 
 
-def notice(call: FlexibilityCall, active: ActiveRequest) -> PowerPlantNotice:
-    """The public notice on ``vpp/request`` (nobody's share in it)."""
-    return PowerPlantNotice(request_id=call.request_id, slots=call.slots, price_micro=call.price_micro,
-                            state=RequestState.DISPATCHED)
-
-
-def closing_notice(active: ActiveRequest) -> PowerPlantNotice:
-    """The notice that the request is over and settled."""
-    request, duration = active.request, active.duration_s
-    slots = [RequestedSlot(slot_start=utc(start), duration_s=duration, delta_w=delta * 3600 // duration)
-             for start, delta in zip(request.slot_starts_s, request.delta_wh) if delta * 3600 // duration]
-    return PowerPlantNotice(request_id=request.request_id, slots=slots, price_micro=request.price_micro,
-                            state=RequestState.SETTLED)
+def notice(active: ActiveRequest, state: RequestState) -> PowerPlantNotice:
+    """The public notice on ``vpp/request``: the request as the operator stated it, nobody's share."""
+    request = active.request
+    slots = [RequestedSlot(slot_start=utc(start), duration_s=active.duration_s, delta_w=delta_w)
+             for start, delta_w in zip(request.slot_starts_s, active.delta_w)]
+    return PowerPlantNotice(request_id=request.request_id, slots=slots, price_micro=request.price_micro, state=state)
 
 
 def commitment(active: ActiveRequest, home: str, share: HomeShare) -> Commitment:

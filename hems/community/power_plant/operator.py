@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from datetime import datetime
+from uuid import UUID
 
 from hems.community.grid.feeder import MAX_LIMIT_W, FeederModel, FeederSection
 from hems.community.grid.limits import DayAheadLimits, GridLimits
@@ -106,9 +107,12 @@ class OperatorInbox:
             self._apply(publication, record.recorded_at_s)
 
     def _ack(self, status: ReceptionStatus, label: str, message: Message, now_s: float) -> list[Outgoing]:
-        ack = Ack(status=status, diagnostic_label=label[:500], acked_message_type=message.envelope.message_type)
-        return [outgoing(self.topics.grid(GridTopic.ACK), ack, now_s, correlation_id=message.message_id)]
+        return self._ack_out(status, label, message.envelope.message_type, message.message_id, now_s)
 
     def _refusal(self, error: ProtocolError, now_s: float) -> list[Outgoing]:
-        ack = Ack(status=error.status, diagnostic_label=error.label[:500], acked_message_type=error.message_type)
-        return [outgoing(self.topics.grid(GridTopic.ACK), ack, now_s, correlation_id=error.message_id)]
+        return self._ack_out(error.status, error.label, error.message_type, error.message_id, now_s)
+
+    def _ack_out(self, status: ReceptionStatus, label: str, message_type: str | None, correlation_id: UUID | None,
+                 now_s: float) -> list[Outgoing]:
+        ack = Ack(status=status, diagnostic_label=label[:500], acked_message_type=message_type)
+        return [outgoing(self.topics.grid(GridTopic.ACK), ack, now_s, correlation_id=correlation_id)]

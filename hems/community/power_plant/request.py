@@ -46,6 +46,7 @@ class ActiveRequest:
     rounds: int = 0
     answer_by_s: float | None = None
     shares: dict[str, HomeShare] = field(default_factory=dict)
+    delta_w: tuple[int, ...] = ()  # the request's change per slot as the operator stated it (W)
 
     @property
     def request_id(self) -> str:
@@ -95,7 +96,7 @@ def request_body(active: ActiveRequest, opted_out: frozenset[str]) -> dict[str, 
     return {
         "request_id": request.request_id, "message_id": str(active.message_id), "duration_s": active.duration_s,
         "slot_starts_s": list(request.slot_starts_s), "delta_wh": list(request.delta_wh),
-        "price_micro": request.price_micro, "penalty_micro": request.penalty_micro,
+        "price_micro": request.price_micro, "penalty_micro": request.penalty_micro, "delta_w": list(active.delta_w),
         "reference_micro": {str(slot): price for slot, price in sorted(active.reference_micro.items())},
         "flexibilities": [_flexibility_body(flex) for flex in active.flexibilities],
         "opted_out": sorted(opted_out), "seed": active.dispatch.seed,
@@ -128,7 +129,7 @@ def restore(request_record: dict[str, Any], dispatch_record: dict[str, Any]) -> 
     active = ActiveRequest(request, UUID(request_record["message_id"]), request_record["duration_s"],
                            tuple(_flexibility_of(body) for body in request_record["flexibilities"]),
                            {int(slot): price for slot, price in request_record["reference_micro"].items()},
-                           dispatch, confirmed=True)
+                           dispatch, confirmed=True, delta_w=tuple(request_record["delta_w"]))
     for home in homes_of(dispatch):
         active.shares[home] = HomeShare(share=share_of(dispatch, home), state=CommitmentState.CONFIRMED)
     return active
