@@ -54,6 +54,7 @@ class CommunityService:
         self._unsent: deque[Outgoing] = deque(maxlen=MAX_UNSENT)
         self._delivering: asyncio.Lock | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._flush: asyncio.Task[None] | None = None  # the flush after a reconnect
 
     async def start(self) -> None:
         """Open the books, connect (in the background), publish the config and catch up."""
@@ -146,9 +147,9 @@ class CommunityService:
                 self._unsent.popleft()
 
     def _connection_changed(self, connected: bool) -> None:
-        # Called on paho's thread: hop onto the event loop to flush what waited.
+        # Called by the link on the event loop, outside any coroutine: flush what waited in a task.
         if connected and self._loop is not None and self._unsent:
-            self._loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self._deliver([])))
+            self._flush = self._loop.create_task(self._deliver([]))
 
     async def _in_worker(self, function: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)

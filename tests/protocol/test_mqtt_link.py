@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import resource
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -362,3 +365,44 @@ async def test_tls_round_trip_with_a_generated_ca(tmp_path: Path, links: Links) 
         assert await link.publish("tls/x", b"over TLS")
         await wait_for(lambda: inbox.payloads == [b"over TLS"], TIMEOUT_S)
         # A client without the CA is refused: test_broker_security.py.
+
+
+async def test_a_link_runs_no_thread_of_its_own(broker: MosquittoBroker, links: Links) -> None:
+    for index in range(5):
+        await links.start(settings(broker.url, f"threadless-{index}"))
+    assert not [thread.name for thread in threading.enumerate() if thread.name.startswith("paho-mqtt-client")]
+
+
+async def test_links_work_with_file_descriptors_above_1024(broker: MosquittoBroker, links: Links) -> None:
+    # select() fails for descriptors >= FD_SETSIZE (1024): paho's own network thread used it.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = 1100
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        pytest.skip(f"the hard limit on open files is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, needed), hard))
+    fillers: list[int] = []
+    try:
+        while not fillers or fillers[-1] < 1030:
+            fillers.append(os.open(os.devnull, os.O_RDONLY))
+        inbox = Inbox()
+        await links.start(settings(broker.url, "high-fd-sub"), {"high/#": inbox})
+        link = await links.start(settings(broker.url, "high-fd-pub"))
+        assert await link.publish("high/x", b"above 1024")
+        await wait_for(lambda: inbox.payloads == [b"above 1024"], TIMEOUT_S)
+    finally:
+        for fd in fillers:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+async def test_keepalive_notices_a_broker_that_stopped_answering(
+        broker: MosquittoBroker, proxy: TcpProxy, links: Links) -> None:
+    link = await links.start(settings(f"mqtt://127.0.0.1:{proxy.port}", "keepalive-link", keepalive_s=1))
+    proxy.stalled.set()
+    # A PINGREQ is due after 1 s of silence; with no PINGRESP 1 s later the link gives up.
+    await wait_for(lambda: not link.connected, 5.0)
+    proxy.stalled.clear()
+    proxy.cut()
+    proxy.restore()
+    assert await link.wait_connected(TIMEOUT_S)
+    assert await link.publish("keepalive/after", b"x")

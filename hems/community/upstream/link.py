@@ -43,6 +43,7 @@ class UpstreamLink:
         self._unsent: deque[Outgoing] = deque(maxlen=MAX_UNSENT)
         self._delivering: asyncio.Lock | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._flush: asyncio.Task[None] | None = None  # the flush after a reconnect
 
     def owns(self, topic: str) -> bool:
         """True for a topic under the upstream prefix."""
@@ -78,6 +79,6 @@ class UpstreamLink:
                 self._unsent.popleft()
 
     def _connection_changed(self, connected: bool) -> None:
-        # Called on paho's thread: hop onto the event loop to flush what waited.
+        # Called by the link on the event loop, outside any coroutine: flush what waited in a task.
         if connected and self._loop is not None and self._unsent:
-            self._loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self.deliver([])))
+            self._flush = self._loop.create_task(self.deliver([]))
