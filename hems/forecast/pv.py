@@ -2,16 +2,21 @@
 transposed onto each configured array, times a scale factor learned from recent
 measured / clear-sky ratios (which absorbs typical cloudiness, soiling and shading).
 
-pvlib (and pandas) are imported lazily, on the first forecast."""
+pvlib (and pandas) are imported lazily, on the first forecast. pvlib's chain runs once per
+horizon of plans, or once per day if the horizon is shorter, not at every plan (see
+:meth:`PvForecaster.forecast`); the learned scales read the measured ratios with numpy."""
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+import math
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
 
+from hems.forecast.window import ObservationWindow, epoch_microseconds
 from hems.mpc.site import PvArrayConfig
 
 
@@ -34,7 +39,9 @@ class PvForecastConfig:
     recent_fade_s: float = 7200.0
 
 
-#: Clear-sky values remembered per instant: a few days of 5-minute slots.
+#: Clear-sky values remembered per instant: a few days of 5-minute slots. A forecast of n steps
+#: that has to run pvlib stores n + m instants (it prefetches m, the next horizon but at least a
+#: day), and only while 2 (n + m) fit, so that the prefetched slots outlive the plans that read them.
 CLEAR_SKY_CACHE_SIZE = 2048
 
 
@@ -43,7 +50,9 @@ class PvForecaster:
 
     def __init__(self, config: PvForecastConfig) -> None:
         self.config = config
-        self._ratios: deque[tuple[datetime, float, float]] = deque()  # (instant, measured, clear sky)
+        self._ratios = ObservationWindow({"measured_w": np.float64, "clear_sky_w": np.float64})
+        self._history_us = timedelta(days=config.history_days) // timedelta(microseconds=1)
+        self._recent_window = timedelta(seconds=config.recent_window_s)
         self._clear_sky_cache: OrderedDict[datetime, float] = OrderedDict()
 
     def clear_sky_w(self, instants_utc: list[datetime]) -> np.ndarray:
@@ -51,11 +60,18 @@ class PvForecaster:
 
         Each plan asks for the instants of the last one again, shifted by a slot, and each
         observed slot for one of them: pvlib's chain (a turbidity table read from its HDF5
-        file, the sun, the transposition) runs only for instants not seen before."""
+        file, the sun, the transposition) runs only for instants not seen before, and
+        :meth:`forecast` has it compute the next horizon whenever it runs."""
+        return self._clear_sky_w(instants_utc, list)
+
+    def _clear_sky_w(self, instants_utc: list[datetime], ahead: Callable[[], list[datetime]]) -> np.ndarray:
+        """:meth:`clear_sky_w`; if pvlib has to run, it also computes the instants ``ahead()``."""
         cache = self._clear_sky_cache
-        missing = [instant for instant in dict.fromkeys(instants_utc) if instant not in cache]
+        missing = dict.fromkeys(instant for instant in instants_utc if instant not in cache)
         if missing:
-            for instant, value in zip(missing, self._compute_clear_sky_w(missing)):
+            # Each instant's value is independent of the others computed with it.
+            missing.update(dict.fromkeys(instant for instant in ahead() if instant not in cache))
+            for instant, value in zip(missing, self._compute_clear_sky_w(list(missing))):
                 cache[instant] = float(value)
         values = np.array([cache[instant] for instant in instants_utc], dtype=float)
         while len(cache) > CLEAR_SKY_CACHE_SIZE:  # after the read: a long history may not fit
@@ -93,20 +109,19 @@ class PvForecaster:
         peak = sum(array.peak_power_w for array in self.config.arrays)
         if clear < self.config.min_clear_sky_fraction * peak:
             return
-        self._ratios.append((instant, float(measured_w), clear))
-        horizon = instant - timedelta(days=self.config.history_days)
-        while self._ratios and self._ratios[0][0] < horizon:
-            self._ratios.popleft()
+        time_us = epoch_microseconds(instant)
+        self._ratios.append(time_us, float(measured_w), float(clear))
+        self._ratios.forget_before(time_us - self._history_us)
 
     def scale(self, now: datetime) -> float:
         """Recency-weighted ratio of measured to clear-sky energy, in [0, 1.2]."""
-        if not self._ratios:
+        ratios = self._ratios
+        if not len(ratios):
             return self.config.initial_scale
-        measured = clear = 0.0
-        for instant, value, sky in self._ratios:
-            weight = 0.5 ** (max((now - instant).total_seconds(), 0.0) / 86_400.0 / self.config.half_life_days)
-            measured += weight * value
-            clear += weight * sky
+        age_days = np.maximum((epoch_microseconds(now) - ratios.column("times_us")) / 10**6, 0.0) / 86_400.0
+        weight = np.exp2(-(age_days / self.config.half_life_days))
+        measured = float((weight * ratios.column("measured_w")).sum())
+        clear = float((weight * ratios.column("clear_sky_w")).sum())
         # An energy-weighted ratio: noon slots, which matter most, dominate it.
         return float(min(max(measured / clear, 0.0), 1.2)) if clear > 0 else self.config.initial_scale
 
@@ -114,12 +129,13 @@ class PvForecaster:
         """The clear-sky index measured over the last ``recent_window_s`` (None: no daylight
         measurement in it). Clouds persist for hours: this is today's weather, the learned scale
         the typical one."""
-        since = now - timedelta(seconds=self.config.recent_window_s)
-        recent = [(value, sky) for instant, value, sky in self._ratios if since <= instant <= now]
-        clear = sum(sky for _, sky in recent)
-        if not recent or clear <= 0:
+        ratios = self._ratios
+        times_us = ratios.column("times_us")
+        recent = (times_us >= epoch_microseconds(now - self._recent_window)) & (times_us <= epoch_microseconds(now))
+        clear = float(ratios.column("clear_sky_w")[recent].sum())
+        if not recent.any() or clear <= 0:
             return None
-        return float(min(max(sum(value for value, _ in recent) / clear, 0.0), 1.2))
+        return float(min(max(float(ratios.column("measured_w")[recent].sum()) / clear, 0.0), 1.2))
 
     def scales(self, instants: list[datetime], now: datetime) -> np.ndarray:
         """The scale applied at each instant: the recent clear-sky index near ``now``, fading
@@ -133,6 +149,17 @@ class PvForecaster:
         return weight * recent + (1.0 - weight) * learned
 
     def forecast(self, start: datetime, steps: int, step_s: int, now: datetime) -> np.ndarray:
-        """Expected average PV power (W) of ``steps`` slots from ``start`` (slot midpoints)."""
+        """Expected average PV power (W) of ``steps`` slots from ``start`` (slot midpoints).
+
+        The next plans ask for the same grid a slot later each: when pvlib must run, it also
+        computes the slots after this horizon, another horizon but at least a day of them, so
+        that it runs about once per horizon (or per day) of plans, not at every plan."""
         instants = [start + timedelta(seconds=step_s * (i + 0.5)) for i in range(steps)]
-        return self.scales(instants, now) * self.clear_sky_w(instants)
+
+        def ahead() -> list[datetime]:
+            count = max(steps, math.ceil(86_400 / step_s))
+            if 2 * (steps + count) > CLEAR_SKY_CACHE_SIZE:
+                return []
+            return [start + timedelta(seconds=step_s * (i + 0.5)) for i in range(steps, steps + count)]
+
+        return self.scales(instants, now) * self._clear_sky_w(instants, ahead)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections import deque
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hems.forecast.error import MaeTracker
 from hems.forecast.load import LoadForecastConfig, LoadForecaster
+from hems.forecast.window import ObservationWindow
 from hems.forecast.profile import StandardProfile
 from hems.forecast.pv import PvForecastConfig, PvForecaster
 from hems.mpc.site import PvArrayConfig
@@ -127,3 +131,29 @@ def test_todays_clouds_correct_the_next_hours_and_fade_into_the_learned_scale() 
     assert ratio[0] == pytest.approx(0.4, abs=0.05)  # the next slot: today's sky
     assert np.all(np.diff(ratio) > 0)  # fading ...
     assert ratio[-1] > 0.8  # ... into the learned scale 8 h ahead
+
+
+@settings(max_examples=60, deadline=None)
+@given(operations=st.lists(st.tuples(st.booleans(), st.integers(0, 5_000)), max_size=3_000),
+       capacity=st.sampled_from([1, 2, 7, 1024]))
+def test_observation_window_keeps_what_a_deque_keeps(operations: list[tuple[bool, int]], capacity: int) -> None:
+    """Appends and front evictions, interleaved at random past several growths and compactions,
+    leave the same observations, in the same order, as a deque with popleft."""
+    window = ObservationWindow({"value": np.float64, "bin": np.intp}, capacity=capacity)
+    reference: deque[tuple[int, float, int]] = deque()
+    time_us = 0
+    for is_append, amount in operations:
+        if is_append:
+            time_us += amount - 500  # mostly forwards, sometimes backwards
+            window.append(time_us, amount / 7.0, amount % 3)
+            reference.append((time_us, amount / 7.0, amount % 3))
+        else:
+            horizon_us = time_us - amount
+            window.forget_before(horizon_us)
+            while reference and reference[0][0] < horizon_us:
+                reference.popleft()
+        assert len(window) == len(reference)
+    assert window.column("times_us").tolist() == [entry[0] for entry in reference]
+    assert window.column("value").tolist() == [entry[1] for entry in reference]
+    assert window.column("bin").tolist() == [entry[2] for entry in reference]
+    assert window.span_us() == (reference[-1][0] - reference[0][0] if len(reference) > 1 else 0)
