@@ -33,9 +33,10 @@ class TradingSettings:
     flexibility: FlexibilityLimits = FlexibilityLimits()
 
 
-def client_id(home_id: str) -> str:
-    """The agent's MQTT client id: stable, so the broker keeps its persistent session."""
-    return f"hems-market-{home_id}"
+def client_id(home_id: str, community: str) -> str:
+    """The agent's MQTT client id: stable, so the broker keeps its persistent session; with the
+    community in it, so that two communities sharing a broker never take over each other's session."""
+    return f"hems-market-{community}-{home_id}"
 
 
 async def settings_from_config(config: HomeConfig) -> TradingSettings:
@@ -48,7 +49,7 @@ async def settings_from_config(config: HomeConfig) -> TradingSettings:
     if market.community is None:
         raise ValueError("market.community is not set")
     password = await asyncio.to_thread(market.read_password)
-    broker = market.broker_settings(client_id(config.home.id), password=password,
+    broker = market.broker_settings(client_id(config.home.id, market.community), password=password,
                                     username=market.username or config.home.id)
     return TradingSettings(
         home_id=config.home.id, community=market.community, broker=broker,

@@ -34,7 +34,7 @@ def test_a_demo_through_a_mosquitto_child_settles_every_home_slot_from_its_readi
     # Every home and the manager went through this mosquitto, and it was stopped at the end.
     log = (out / "logs" / "bid_curve-mosquitto.log").read_text(encoding="utf-8")
     homes = [home.home_id for home in generate_homes(HOMES)]
-    for client in ["hems-community-demo", *(f"hems-market-{home}" for home in homes)]:
+    for client in ["hems-community-demo", *(f"hems-market-demo-{home}" for home in homes)]:
         assert f" as {client} " in log, client
     assert "terminating" in log
     pid = int(re.search(r"mosquitto \(PID (\d+)\)", (out / "logs" / "bid_curve.log").read_text()).group(1))

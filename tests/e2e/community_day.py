@@ -259,7 +259,7 @@ async def community(tmp_path: Path, broker_url: str, mechanism: str) -> AsyncIte
             home = SimulatedHome(spec)
             store = await AsyncStore.in_directory(tmp_path / spec.name)
             settings = TradingSettings(home_id=spec.name, community=COMMUNITY,
-                                       broker=BrokerSettings(url=broker_url, client_id=client_id(spec.name)),
+                                       broker=BrokerSettings(url=broker_url, client_id=client_id(spec.name, COMMUNITY)),
                                        submit_lead_s=SUBMIT_LEAD_S, bid_points=11, ack_timeout_s=3 * SLOT_S,
                                        terms=DIFFERENTIATED_TERMS.get(spec.name, BidTerms())
                                        if mechanism == "differentiated" else BidTerms())

@@ -73,7 +73,8 @@ async def test_settings_default_the_username_to_the_home_and_read_the_password_f
     config = load(with_section("market", ENABLED + f'password_file = "{secret}"\nbid_slots = 3\n'))
     settings = await settings_from_config(config)
     assert settings.broker.username == "home-01" and settings.broker.password == "s3cret"
-    assert settings.broker.client_id == client_id("home-01") and settings.broker.url == "mqtts://broker.example.org"
+    assert settings.broker.client_id == client_id("home-01", "c1") == "hems-market-c1-home-01"
+    assert settings.broker.url == "mqtts://broker.example.org"
     assert (settings.community, settings.bid_slots, settings.submit_lead_s) == ("c1", 3, 60.0)
     missing = load(with_section("market", ENABLED + f'password_file = "{tmp_path / "absent"}"\n'))
     with pytest.raises(OSError):
