@@ -8,17 +8,19 @@
 #
 # The username IS the home id: the ACL (deploy/mosquitto/acl) lets user X publish only under
 # hems/v1/<community>/home/X/. The id must match the protocol's identifiers (1-64 letters, digits,
-# '-' or '_') and must not be the manager's name (HEMS_MANAGER_USER, default "manager").
+# '-' or '_') and must not be the manager's name (HEMS_MANAGER_USER, default "manager") or the grid
+# operator's (HEMS_GRID_OPERATOR_USER, default "grid-operator").
 # The password never appears on a command line: it is hashed from a private temp file with
 # mosquitto_passwd -U. Write the printed password to the home's [market] password_file.
 set -euo pipefail
 
-usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
 fail() { echo "add-home.sh: $*" >&2; exit 2; }
 
 PASSWORD_FILE=/etc/mosquitto/hems/passwd
 RELOAD=0
 MANAGER_USER=${HEMS_MANAGER_USER:-manager}
+GRID_OPERATOR_USER=${HEMS_GRID_OPERATOR_USER:-grid-operator}
 HOME_ID=
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -36,6 +38,7 @@ if ! [[ $HOME_ID =~ ^[A-Za-z0-9_-]{1,64}$ ]]; then
     fail "home id '$HOME_ID': use 1-64 letters, digits, '-' or '_'"
 fi
 [ "$HOME_ID" != "$MANAGER_USER" ] || fail "'$HOME_ID' is the community manager's account, not a home"
+[ "$HOME_ID" != "$GRID_OPERATOR_USER" ] || fail "'$HOME_ID' is the grid operator's account, not a home"
 command -v mosquitto_passwd >/dev/null || fail "mosquitto_passwd not found (apt-get install mosquitto)"
 
 GENERATED=0

@@ -21,13 +21,14 @@ from pathlib import Path
 import pytest
 
 from hems.protocol.mqtt import BrokerSettings, IncomingMessage, MqttLink
-from hems.protocol.topics import HomeTopic, Topics
+from hems.protocol.topics import GridTopic, HomeTopic, Topics
 from tests.conftest import wait_for
 from tests.mosquitto import MosquittoBroker, free_tcp_port, mosquitto_binary
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto"
 TOPICS = Topics("c1")
 MANAGER_PASSWORD = "manager-secret"
+GRID_OPERATOR_PASSWORD = "grid-operator-secret"
 HOME_PASSWORDS = {"home1": "home1-secret", "home2": "home2-secret"}
 CONNECT_TIMEOUT_S = 3.0
 
@@ -126,13 +127,15 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 def start_production_broker(tmp_path: Path, pki: Pki,
                             replace: dict[str, str] | None = None) -> MosquittoBroker:
-    """mosquitto with the production config, ACL and a password file of home1, home2 and manager."""
+    """mosquitto with the production config, ACL and a password file of home1, home2, manager and
+    grid-operator."""
     passwd = tmp_path / "passwd"
     for home, password in HOME_PASSWORDS.items():
         subprocess.run([str(DEPLOY / "add-home.sh"), "--password-file", str(passwd), home], check=True,
                        capture_output=True, timeout=30, env={**os.environ, "HEMS_HOME_PASSWORD": password})
-    subprocess.run(["mosquitto_passwd", "-b", str(passwd), "manager", MANAGER_PASSWORD], check=True,
-                   capture_output=True, timeout=30)
+    for user, password in (("manager", MANAGER_PASSWORD), ("grid-operator", GRID_OPERATOR_PASSWORD)):
+        subprocess.run(["mosquitto_passwd", "-b", str(passwd), user, password], check=True,
+                       capture_output=True, timeout=30)
     port = free_tcp_port()
     tls_port = free_tcp_port()
     while tls_port == port:
@@ -165,7 +168,8 @@ class Links:
                  url: str | None = None, ca_file: Path | None = None,
                  client_cert: tuple[Path, Path] | None = None) -> BrokerSettings:
         if password is None and user is not None and client_cert is None:
-            password = MANAGER_PASSWORD if user == "manager" else HOME_PASSWORDS[user]
+            password = {"manager": MANAGER_PASSWORD, "grid-operator": GRID_OPERATOR_PASSWORD,
+                        **HOME_PASSWORDS}[user]
         cert_file, key_file = client_cert or (None, None)
         return BrokerSettings(url or self.broker.url, client_id or f"hems-{user}",
                               username=None if client_cert else user, password=password, ca_file=ca_file,
@@ -197,7 +201,8 @@ class Links:
 async def settle(link: MqttLink, user: str | None) -> None:
     """Return once the broker processed everything the link sent before (a QoS 1 round trip on the
     same connection: mosquitto handles one client's packets in order, so its subscriptions are in)."""
-    topic = TOPICS.market_signal() if user == "manager" else TOPICS.home(str(user), HomeTopic.STATUS)
+    topic = {"manager": TOPICS.market_signal(), "grid-operator": TOPICS.grid(GridTopic.REQUEST)}.get(
+        str(user), TOPICS.home(str(user), HomeTopic.STATUS))
     assert await link.publish(topic, b"settle", timeout_s=CONNECT_TIMEOUT_S)
 
 
@@ -277,6 +282,47 @@ async def test_home_cannot_read_another_homes_allocation(links: Links) -> None:
     assert {m.payload for m in home2_inbox} == {b"home2's allocation"}
 
 
+async def test_a_home_answers_only_its_own_commitments(links: Links) -> None:
+    _, manager_inbox = await links.start(links.settings("manager"), TOPICS.all_homes(HomeTopic.COMMITMENT_ANSWER))
+    home1, _ = await links.start(links.settings("home1"))
+    await home1.publish(TOPICS.home("home2", HomeTopic.COMMITMENT_ANSWER), b"forged by home1")
+    assert await home1.publish(TOPICS.home("home1", HomeTopic.COMMITMENT_ANSWER), b"home1's answer")
+    await wait_for(lambda: any(m.payload == b"home1's answer" for m in manager_inbox), timeout_s=3)
+    assert [(m.topic, m.payload) for m in manager_inbox] == [
+        (TOPICS.home("home1", HomeTopic.COMMITMENT_ANSWER), b"home1's answer")]
+
+
+async def test_the_grid_operator_uses_the_grid_subtree_and_nothing_else(links: Links) -> None:
+    manager, manager_inbox = await links.start(links.settings("manager"), "hems/v1/#")
+    operator, operator_inbox = await links.start(links.settings("grid-operator"), "hems/v1/#")
+    home1, _ = await links.start(links.settings("home1"))
+    for topic in (TOPICS.home("home1", HomeTopic.ORDERS), TOPICS.market_config(), TOPICS.vpp_request(),
+                  TOPICS.grid(GridTopic.RESPONSE), TOPICS.grid(GridTopic.ACK)):
+        await operator.publish(topic, b"forged by the operator")
+    for leaf in (GridTopic.LIMITS, GridTopic.REQUEST):
+        await home1.publish(TOPICS.grid(leaf), b"forged by home1")
+    for leaf in (GridTopic.LIMITS, GridTopic.REQUEST):
+        assert await operator.publish(TOPICS.grid(leaf), b"from the operator")
+    for leaf in (GridTopic.RESPONSE, GridTopic.OFFERS, GridTopic.ACK):
+        assert await manager.publish(TOPICS.grid(leaf), b"from the manager")
+    assert await manager.publish(TOPICS.home("home1", HomeTopic.ALLOCATION), b"not for the operator")
+    assert await home1.publish(TOPICS.home("home1", HomeTopic.METER), b"not for the operator either")
+
+    def payloads(inbox: list[IncomingMessage], payload: bytes) -> list[str]:
+        return [m.topic for m in inbox if m.payload == payload]
+
+    await wait_for(lambda: len(payloads(manager_inbox, b"from the operator")) == 2
+                   and len(payloads(operator_inbox, b"from the manager")) == 3
+                   and payloads(manager_inbox, b"not for the operator either"), timeout_s=3)
+    assert payloads(manager_inbox, b"from the operator") == [TOPICS.grid(GridTopic.LIMITS),
+                                                              TOPICS.grid(GridTopic.REQUEST)]
+    assert payloads(manager_inbox, b"forged by the operator") == payloads(manager_inbox, b"forged by home1") == []
+    # The operator reads grid/ (its own messages included) and nothing of the homes.
+    assert {m.topic for m in operator_inbox if m.payload != b"settle"} == {
+        TOPICS.grid(leaf) for leaf in (GridTopic.LIMITS, GridTopic.REQUEST, GridTopic.RESPONSE, GridTopic.OFFERS,
+                                       GridTopic.ACK)}
+
+
 async def test_anonymous_client_is_refused(links: Links) -> None:
     # Refused twice over: allow_anonymous false, and use_username_as_clientid needs a username.
     link = MqttLink(links.settings(None))
@@ -347,7 +393,7 @@ async def test_tls_listener_rejects_a_client_that_does_not_trust_the_ca(links: L
         await link.start(connect_timeout_s=0.3)
 
 
-@pytest.mark.parametrize("home_id", ["manager", "a/b", "+", "#", "", "x" * 65])
+@pytest.mark.parametrize("home_id", ["manager", "grid-operator", "a/b", "+", "#", "", "x" * 65])
 def test_add_home_refuses_ids_that_could_escape_the_acl(tmp_path: Path, home_id: str) -> None:
     passwd = tmp_path / "passwd"
     result = subprocess.run([str(DEPLOY / "add-home.sh"), "--password-file", str(passwd), home_id],
