@@ -39,6 +39,7 @@ def exercised_metrics() -> dict[str, str]:
     metrics.market_message("out", "orders")
     metrics.market_rejection("INVALID_CONTENT")
     metrics.set_outbox_pending(1)
+    metrics.vpp_commitment("confirmed")
     return {sample.name: family.type for family in text_string_to_metric_families(metrics.render().decode())
             for sample in family.samples}
 
