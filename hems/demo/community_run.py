@@ -31,6 +31,7 @@ from hems.demo.baselines import build_plant
 from hems.demo.home_site import home_config, seed_history, start_emulator
 from hems.demo.model import DemoHome, HomeOutcome, HomeProfiles, RunOutcome, Scenario, SlotEnergy
 from hems.demo.mosquitto import MOSQUITTO, MosquittoProcess
+from hems.demo.open_files import DESCRIPTORS_PER_HOME, open_files, raise_open_file_limit
 from hems.demo.settings import DemoSettings
 from hems.demo.sites import FEED_IN_PRICE_PER_KWH, RETAIL_PRICE_PER_KWH
 from hems.runtime.home import HomeRuntime
@@ -286,6 +287,7 @@ async def run_community(settings: DemoSettings, homes: Sequence[DemoHome], profi
     if scenario not in (Scenario.MPC, Scenario.MPC_TRADING):
         raise ValueError(f"run_community runs the hems runtime; {scenario.value} is an offline baseline")
     trading = scenario is Scenario.MPC_TRADING
+    raise_open_file_limit(len(homes))
     started = time.monotonic()
     clock = VirtualClock(settings.start_s - WARM_UP_S)
     conductor: Conductor | None = None
@@ -362,22 +364,15 @@ async def _stop_homes(runs: list[DemoHomeRun]) -> None:
             logger.error("demo: the daemon of %s failed: %r", run.home.home_id, result)
 
 
-#: ``select()``'s limit (FD_SETSIZE): it cannot watch a file descriptor this high or higher.
-SELECT_FD_LIMIT = 1024
-
-
 def _report_unconnected(runs: list[DemoHomeRun]) -> None:
-    """Say which homes have no connection to the broker, and the likely reason at a few hundred homes:
-    paho's network thread waits in ``select()``, and every home's store and Modbus sockets share this
-    process's descriptors (about nine per home), so links opened after the 1,024th never connect."""
+    """Say which homes have no connection to the broker, and whether the process ran out of files."""
     unconnected = [run.home.home_id for run in runs if run.runtime.market is not None
                    and not run.runtime.market.link.connected]
     if not unconnected:
         return
-    fd_directory = Path("/proc/self/fd")
-    open_fds = len(list(fd_directory.iterdir())) if fd_directory.is_dir() else None
-    why = (f"; this process has {open_fds} open file descriptors and paho's select() cannot watch one above "
-           f"{SELECT_FD_LIMIT - 1}" if open_fds is not None and open_fds >= SELECT_FD_LIMIT else "")
+    files = open_files()
+    why = (f"; this process has {files[0]} files open and may open {files[1]}"
+           if files is not None and files[0] >= files[1] - DESCRIPTORS_PER_HOME else "")
     logger.error("demo: %d of %d homes are not connected to the broker (first: %s); they run retail only%s",
                  len(unconnected), len(runs), ", ".join(unconnected[:3]), why)
 
