@@ -2,7 +2,7 @@
 
 Run: .venv/bin/python bench/bench_demo.py [--homes 10 50 200] [--hours 24] [--json] [--out-root DIR]
      [--timeout-s S] [--min-available-mb MB] [--broker auto|embedded|mosquitto|URL]   (or --render FILE: the Markdown of a saved --json output)
-(one simulated day on the idle 2-core machine: 10 homes about 2 minutes, 50 homes 12, 200 homes 50)
+(one simulated day on the idle 2-core machine: 10 homes about 1.5 minutes, 50 homes 8, 200 homes 40)
 Prints Markdown tables (or JSON with ``--json``); bench/RESULTS.md records the figures with machine and date.
 
 Each size runs the real command a user types, ``python -m hems demo --homes N --hours H --out DIR``,
