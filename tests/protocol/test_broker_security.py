@@ -239,14 +239,15 @@ async def test_allowed_traffic_flows_both_ways(links: Links) -> None:
         TOPICS.home("home1", HomeTopic.ACK)]
 
 
-async def test_home_cannot_publish_orders_as_another_home(links: Links) -> None:
-    _, manager_inbox = await links.start(links.settings("manager"), TOPICS.all_homes(HomeTopic.ORDERS))
+@pytest.mark.parametrize("leaf", [HomeTopic.ORDERS, HomeTopic.COMMITMENT_ANSWER])
+async def test_home_publishes_as_itself_only(links: Links, leaf: HomeTopic) -> None:
+    """Its own orders and answers to power-plant commitments, never another home's."""
+    _, manager_inbox = await links.start(links.settings("manager"), TOPICS.all_homes(leaf))
     home1, _ = await links.start(links.settings("home1"))
-    await home1.publish(TOPICS.home("home2", HomeTopic.ORDERS), b"forged by home1")
-    assert await home1.publish(TOPICS.home("home1", HomeTopic.ORDERS), b"home1's own order")
-    await wait_for(lambda: any(m.payload == b"home1's own order" for m in manager_inbox), timeout_s=3)
-    assert [(m.topic, m.payload) for m in manager_inbox] == [
-        (TOPICS.home("home1", HomeTopic.ORDERS), b"home1's own order")]
+    await home1.publish(TOPICS.home("home2", leaf), b"forged by home1")
+    assert await home1.publish(TOPICS.home("home1", leaf), b"home1's own")
+    await wait_for(lambda: any(m.payload == b"home1's own" for m in manager_inbox), timeout_s=3)
+    assert [(m.topic, m.payload) for m in manager_inbox] == [(TOPICS.home("home1", leaf), b"home1's own")]
 
 
 async def test_home_cannot_write_the_managers_topics(links: Links) -> None:
@@ -280,16 +281,6 @@ async def test_home_cannot_read_another_homes_allocation(links: Links) -> None:
     assert [m.payload for m in home1_inbox] == [b"home1's allocation"]
     # home2's own allocation arrived after home1's was published: home1's would have come first.
     assert {m.payload for m in home2_inbox} == {b"home2's allocation"}
-
-
-async def test_a_home_answers_only_its_own_commitments(links: Links) -> None:
-    _, manager_inbox = await links.start(links.settings("manager"), TOPICS.all_homes(HomeTopic.COMMITMENT_ANSWER))
-    home1, _ = await links.start(links.settings("home1"))
-    await home1.publish(TOPICS.home("home2", HomeTopic.COMMITMENT_ANSWER), b"forged by home1")
-    assert await home1.publish(TOPICS.home("home1", HomeTopic.COMMITMENT_ANSWER), b"home1's answer")
-    await wait_for(lambda: any(m.payload == b"home1's answer" for m in manager_inbox), timeout_s=3)
-    assert [(m.topic, m.payload) for m in manager_inbox] == [
-        (TOPICS.home("home1", HomeTopic.COMMITMENT_ANSWER), b"home1's answer")]
 
 
 async def test_the_grid_operator_uses_the_grid_subtree_and_nothing_else(links: Links) -> None:
