@@ -11,19 +11,18 @@ first ack again and changes nothing.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import secrets
 from collections import Counter
 from dataclasses import replace
 from typing import Any
 from uuid import UUID
 
-from hems.community.bids import clearing_input, crossing_reason, orders_of, preference_problem
+from hems.community.bids import clearing_input
 from hems.protocol.calendar import MarketCalendar
 from hems.community.config import UPSTREAM_PARTICIPANT, CommunityConfig
 from hems.community.grid.feeder import FeederModel
 from hems.community.grid.limits import with_locational_fee
+from hems.community.intake import METER_RETENTION_S, bid_problem, envelope_problem, meter_report_problem
 from hems.community.ledger import RecordKind
 from hems.community.mechanisms.base import ClearingResult, HomeAllocation, InputKind
 from hems.community.mechanisms.registry import create_mechanism, input_kind
@@ -39,6 +38,7 @@ from hems.community.records import (
     result_to_body,
     slot_result_message,
 )
+from hems.community.seeds import tie_break_seed
 from hems.community.settlement import (
     MeteredEnergy,
     SettlementPrices,
@@ -51,7 +51,6 @@ from hems.protocol.codec import Message, ProtocolError, decode
 from hems.protocol.envelope import ReceptionStatus
 from hems.protocol.messages import (
     Ack,
-    BidFormat,
     MeterReport,
     NegotiationAnswer,
     NegotiationSignal,
@@ -59,7 +58,6 @@ from hems.protocol.messages import (
     OrderSubmission,
     Payload,
     SlotAck,
-    SlotBid,
     SlotState,
 )
 from hems.protocol.power_plant import CommitmentAnswer
@@ -67,10 +65,6 @@ from hems.protocol.topics import HomeTopic, Topics
 
 logger = logging.getLogger(__name__)
 
-#: A message stamped further ahead of the manager's clock than this is refused (a wrong clock).
-MAX_CLOCK_AHEAD_S = 300
-#: Meter reports for slots older than this are refused; the dedupe memo is kept as long.
-METER_RETENTION_S = 7 * 86_400
 #: What the manager takes from the homes, by topic leaf.
 HOME_INPUTS: dict[HomeTopic, tuple[type[Payload], ...]] = {
     HomeTopic.ORDERS: (OrderSubmission,), HomeTopic.METER: (MeterReport,),
@@ -202,7 +196,7 @@ class CommunityManager:
         if memo is not None:  # a QoS 1 duplicate or a replay: the first answer again, nothing else
             self.received[(message.envelope.message_type, "DUPLICATE")] += 1
             return [self._ack_out(home, Ack.model_validate_json(memo["ack"]), message.message_id, now_s)]
-        problem = self._envelope_problem(home, message, now_s)
+        problem = envelope_problem(home, message, now_s)
         if problem:
             return self._refuse(home, ProtocolError(ReceptionStatus.INVALID_CONTENT, problem, message.message_id,
                                                     message.envelope.message_type), now_s)
@@ -213,14 +207,6 @@ class CommunityManager:
         if isinstance(message.payload, CommitmentAnswer):
             return self._take_commitment_answer(home, message, now_s)
         return self._take_meter(home, message, now_s)
-
-    def _envelope_problem(self, home: str, message: Message[Any], now_s: float) -> str:
-        if message.sender != home:
-            return f"sender {message.sender!r} does not match the topic's home {home!r}"
-        ahead_s = message.envelope.sent_at.timestamp() - now_s
-        if ahead_s > MAX_CLOCK_AHEAD_S:
-            return f"sent_at is {ahead_s:.0f} s ahead of the manager's clock (limit {MAX_CLOCK_AHEAD_S} s)"
-        return ""
 
     def _take_orders(self, home: str, message: Message[OrderSubmission], now_s: float) -> list[Outgoing]:
         submission = message.payload
@@ -233,7 +219,8 @@ class CommunityManager:
         slot_acks, accepted = [], []
         for bid in submission.slots:
             slot_start_s = int(bid.slot_start.timestamp())
-            reason = self._bid_problem(home, bid, slot_start_s, now_s)
+            reason = bid_problem(home, bid, slot_start_s, now_s, market=self.config.market, calendar=self.calendar,
+                                 prices=self.prices, members=self.members, input_kind=self.input_kind)
             slot_acks.append(SlotAck(slot_start=bid.slot_start, status=OrderStatus.REJECTED if reason
                                      else OrderStatus.ACCEPTED, reason=reason))
             if not reason:
@@ -252,36 +239,10 @@ class CommunityManager:
         self.received[("orders", str(ack.status))] += 1
         return [self._ack_out(home, ack, message.message_id, now_s)]
 
-    def _bid_problem(self, home: str, bid: SlotBid, slot_start_s: int, now_s: float) -> str:
-        market = self.config.market
-        if bid.duration_s != market.slot_duration_s:
-            return f"duration_s must be {market.slot_duration_s}"
-        reason = self.calendar.window_reason(slot_start_s, now_s)
-        if reason:
-            return f"outside the trading window: {reason}"
-        if market.effective_bid_format is BidFormat.NONE and (bid.orders or bid.curve is not None):
-            return f"{market.mechanism} clears from metered energy: send meter reports, no bids"
-        if bid.curve is not None and not (self.prices.feed_in_price_micro <= bid.curve.prices_micro[0]
-                                          and bid.curve.prices_micro[-1] <= self.prices.retail_price_micro):
-            return "curve prices must lie within [feed-in, retail]"
-        reason = preference_problem(home, bid, self.members, self.input_kind, self.prices.retail_price_micro)
-        if not reason and bid.orders:
-            reason = crossing_reason(orders_of(home, bid.model_dump(mode="json")))
-        return reason
-
     def _take_meter(self, home: str, message: Message[MeterReport], now_s: float) -> list[Outgoing]:
         report = message.payload
         slot_start_s = int(report.slot_start.timestamp())
-        duration = self.calendar.slot_duration_s
-        problem = ""
-        if report.duration_s != duration or not self.calendar.is_aligned(slot_start_s):
-            problem = f"a meter report covers one aligned slot of {duration} s"
-        elif slot_start_s + duration > now_s:
-            problem = "the slot has not ended yet"
-        elif slot_start_s < self.market_start_s:
-            problem = "the slot is before this market started"
-        elif slot_start_s < now_s - METER_RETENTION_S:
-            problem = f"the slot is older than {METER_RETENTION_S // 86_400} days"
+        problem = meter_report_problem(report, now_s, calendar=self.calendar, market_start_s=self.market_start_s)
         if problem:
             return self._refuse(home, ProtocolError(ReceptionStatus.INVALID_CONTENT, problem, message.message_id,
                                                     "meter"), now_s)
@@ -350,7 +311,7 @@ class CommunityManager:
     def _clear(self, slot_start_s: int, now_s: float, positions: dict[str, tuple[int, int]] | None = None
                ) -> list[Outgoing]:
         stored = self.state.bids_for_slot(slot_start_s)
-        seed = self._seed(slot_start_s)
+        seed = tie_break_seed(self.config.market.tie_break_seed, self.config.community.id, str(slot_start_s))
         review = self.operator.review()
         parameters = self.config.market.parameters(seed)
         if review is not None:  # the operator's locational fee is paid on home-to-home trades
@@ -477,13 +438,6 @@ class CommunityManager:
                 out += self._clearing_messages(slot, stored.clearing, clearing, sequences, now_s)
             slot += duration
         return out
-
-    def _seed(self, slot_start_s: int) -> int:
-        base = self.config.market.tie_break_seed
-        if base is None:
-            return secrets.randbits(63)
-        digest = hashlib.sha256(f"{base}:{self.config.community.id}:{slot_start_s}".encode()).digest()
-        return int.from_bytes(digest[:8], "big") >> 1
 
     def _result_out(self, slot_start_s: int, body: dict[str, Any], state: SlotState, now_s: float) -> Outgoing:
         message = slot_result_message(body, state, self.state.ledger.head())

@@ -25,9 +25,7 @@ were still out is answered REFUSED, because the homes' answers to it are lost.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import secrets
 from collections.abc import Callable
 from uuid import UUID
 
@@ -52,6 +50,7 @@ from hems.community.power_plant.request import (
     share_of,
     within,
 )
+from hems.community.seeds import tie_break_seed
 from hems.community.state import CommunityState
 from hems.protocol.calendar import MarketCalendar
 from hems.protocol.codec import Message
@@ -136,7 +135,8 @@ class PowerPlantDesk:
         request = FlexibilityRequest(
             call.request_id, tuple(int(slot.slot_start.timestamp()) for slot in call.slots),
             tuple(slot.delta_w * duration // 3600 for slot in call.slots), call.price_micro, call.penalty_micro)
-        seed = self._seed(call.request_id)
+        seed = tie_break_seed(self.config.market.tie_break_seed, self.config.community.id,
+                              f"flexibility:{call.request_id}")
         parameters = self.parameters(seed)
         reference: dict[int, int] = {}
         flexibilities: list[HomeFlexibility] = []
@@ -369,9 +369,3 @@ class PowerPlantDesk:
     def _response(self, response: FlexibilityResponse, correlation_id: UUID, now_s: float) -> Outgoing:
         return outgoing(self.topics.grid(GridTopic.RESPONSE), response, now_s, correlation_id=correlation_id)
 
-    def _seed(self, request_id: str) -> int:
-        base = self.config.market.tie_break_seed
-        if base is None:
-            return secrets.randbits(63)
-        digest = hashlib.sha256(f"{base}:{self.config.community.id}:flexibility:{request_id}".encode()).digest()
-        return int.from_bytes(digest[:8], "big") >> 1
