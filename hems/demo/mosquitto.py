@@ -129,8 +129,8 @@ class MosquittoProcess:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         for _ in range(PORT_ATTEMPTS):
-            self.port = free_tcp_port(self.host)
-            self.config_path.write_text("\n".join(self.config_lines()) + "\n", encoding="utf-8")
+            self._choose_ports()
+            self._write_config()
             with self.log_path.open("ab") as log:
                 # To a file: a pipe nobody reads would fill and stop the broker.
                 self._process = subprocess.Popen([self.binary, "-c", str(self.config_path)], stdin=subprocess.DEVNULL,
@@ -138,21 +138,39 @@ class MosquittoProcess:
             if self._wait_listening(timeout_s):
                 return self
             self.stop()
-            if "Address already in use" not in self.log_tail():
+            if not self._may_retry(self.log_tail()):
                 break
         raise BrokerError(f"mosquitto did not start on {self.host}:{self.port}:\n{self.log_tail()}")
 
+    # What a broker with other listeners or a given configuration (tests/mosquitto.py) changes.
+
+    def _choose_ports(self) -> None:
+        """The port(s) of the next start attempt."""
+        self.port = free_tcp_port(self.host)
+
+    def _listening_ports(self) -> list[int]:
+        """The ports that must accept connections before ``start`` returns."""
+        return [self.port]
+
+    def _write_config(self) -> None:
+        self.config_path.write_text("\n".join(self.config_lines()) + "\n", encoding="utf-8")
+
+    def _may_retry(self, log: str) -> bool:
+        """Another attempt on fresh ports helps only when ours was taken between probing and binding."""
+        return "Address already in use" in log
+
     def _wait_listening(self, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        ports = self._listening_ports()
+        while ports and time.monotonic() < deadline:
             if not self.running:
                 return False
             try:
-                with socket.create_connection((self.host, self.port), timeout=0.2):
-                    return True
+                with socket.create_connection((self.host, ports[0]), timeout=0.2):
+                    ports.pop(0)
             except OSError:
                 time.sleep(0.01)
-        return False
+        return not ports
 
     def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
         """End the broker by its PID. Idempotent."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import subprocess
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -150,23 +149,10 @@ class SamePortBroker(MosquittoBroker):
 
     def __init__(self, directory: Path) -> None:
         super().__init__(directory, extra_config=["persistence true", f"persistence_location {directory}/"])
-        self._fixed_port: int | None = None
 
     def restart_on_same_port(self) -> None:
         self._fixed_port = self.port
         self.start()
-
-    def start(self, timeout_s: float = 5.0) -> MosquittoBroker:
-        if self._fixed_port is None:
-            return super().start(timeout_s)
-        self.port = self._fixed_port
-        self._write_config()
-        with self.log_path.open("ab") as log:
-            self._process = subprocess.Popen([self.binary, "-c", str(self.config_path)],
-                                             stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-        if not self._wait_listening(timeout_s):
-            raise RuntimeError(f"mosquitto did not come back on port {self.port}:\n{self.log_text()}")
-        return self
 
 
 class TcpProxy:
